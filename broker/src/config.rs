@@ -1,0 +1,435 @@
+//! Typed broker configuration.
+//!
+//! Precedence: built-in defaults < config file (TOML) < environment
+//! (`METROBUS_` + the setting name upper-cased, dots as underscores) <
+//! command-line flags. Settings carry Kafka's property names where Kafka has
+//! one. Nested TOML tables are flattened to dotted names, so
+//! `log.retention.ms = 1000` and `[log.retention] ms = 1000` are the same
+//! setting. Unknown names and invalid values fail startup with a message that
+//! says which setting and why.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use anyhow::{bail, Context};
+
+/// When appends become durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlushPolicy {
+    /// Every write batch is fsynced before it is acknowledged; concurrent
+    /// producers share one fsync (group commit). Survives power loss.
+    Durable,
+    /// No fsync (Kafka's default): the OS page cache holds the write-ahead
+    /// log, which survives a process crash; durability across power loss
+    /// comes from replicas.
+    Replicated,
+}
+
+impl FromStr for FlushPolicy {
+    type Err = anyhow::Error;
+    fn from_str(value: &str) -> anyhow::Result<Self> {
+        match value {
+            "durable" => Ok(FlushPolicy::Durable),
+            "replicated" => Ok(FlushPolicy::Replicated),
+            other => bail!("expected `durable` or `replicated`, got `{other}`"),
+        }
+    }
+}
+
+impl fmt::Display for FlushPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            FlushPolicy::Durable => "durable",
+            FlushPolicy::Replicated => "replicated",
+        })
+    }
+}
+
+/// Every broker setting, resolved and validated.
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    /// `node.id`: this broker's id in metadata responses.
+    pub node_id: i32,
+    /// `listeners`: the Kafka listener address (`PLAINTEXT://` optional).
+    pub listeners: String,
+    /// `advertised.listeners`: the address clients are told to use.
+    pub advertised_listeners: Option<String>,
+    /// `http.listener`: the address of `/metrics` and the health endpoints.
+    pub http_listener: String,
+    /// `log.dirs`: the RocksDB data directory.
+    pub log_dirs: PathBuf,
+    /// `cluster.id`: fixed cluster id; generated at first start when unset.
+    pub cluster_id: Option<String>,
+    /// `num.partitions`: partitions of an auto-created topic or of a
+    /// CreateTopics request that asks for the default.
+    pub num_partitions: i32,
+    /// `default.replication.factor`.
+    pub default_replication_factor: i16,
+    /// `auto.create.topics.enable`: Metadata requests create unknown topics.
+    pub auto_create_topics_enable: bool,
+    /// `delete.topic.enable`.
+    pub delete_topic_enable: bool,
+    /// `log.retention.ms`: default `retention.ms` of topics (-1: forever).
+    pub log_retention_ms: i64,
+    /// `log.retention.bytes`: default `retention.bytes` per partition.
+    pub log_retention_bytes: i64,
+    /// `log.retention.check.interval.ms`: how often retention runs.
+    pub log_retention_check_interval_ms: u64,
+    /// `message.max.bytes`: the largest record batch a topic accepts by default.
+    pub message_max_bytes: i32,
+    /// `log.flush.policy`: `durable` (fsync, group commit) or `replicated`.
+    pub log_flush_policy: FlushPolicy,
+    /// `socket.request.max.bytes`: the largest request frame accepted.
+    pub socket_request_max_bytes: i32,
+    /// `max.connections`: connections beyond this are closed at accept.
+    pub max_connections: usize,
+    /// `connections.max.idle.ms`: a connection idle this long is closed.
+    pub connections_max_idle_ms: u64,
+    /// `queued.max.requests`: requests one connection may have in flight
+    /// before the broker stops reading from it.
+    pub queued_max_requests: usize,
+    /// `shutdown.timeout.ms`: how long a clean shutdown waits for requests
+    /// in flight before aborting them.
+    pub shutdown_timeout_ms: u64,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            node_id: 1,
+            listeners: "127.0.0.1:9092".to_owned(),
+            advertised_listeners: None,
+            http_listener: "127.0.0.1:9644".to_owned(),
+            log_dirs: PathBuf::from("./data"),
+            cluster_id: None,
+            num_partitions: 1,
+            default_replication_factor: 1,
+            auto_create_topics_enable: true,
+            delete_topic_enable: true,
+            log_retention_ms: 7 * 24 * 60 * 60 * 1000,
+            log_retention_bytes: -1,
+            log_retention_check_interval_ms: 5 * 60 * 1000,
+            message_max_bytes: 1_048_588,
+            log_flush_policy: FlushPolicy::Durable,
+            socket_request_max_bytes: 100 * 1024 * 1024,
+            max_connections: 10_000,
+            connections_max_idle_ms: 10 * 60 * 1000,
+            queued_max_requests: 500,
+            shutdown_timeout_ms: 10_000,
+        }
+    }
+}
+
+/// The names of every setting, in documentation order.
+pub const SETTING_NAMES: &[&str] = &[
+    "node.id",
+    "listeners",
+    "advertised.listeners",
+    "http.listener",
+    "log.dirs",
+    "cluster.id",
+    "num.partitions",
+    "default.replication.factor",
+    "auto.create.topics.enable",
+    "delete.topic.enable",
+    "log.retention.ms",
+    "log.retention.bytes",
+    "log.retention.check.interval.ms",
+    "message.max.bytes",
+    "log.flush.policy",
+    "socket.request.max.bytes",
+    "max.connections",
+    "connections.max.idle.ms",
+    "queued.max.requests",
+    "shutdown.timeout.ms",
+];
+
+fn parse<T: FromStr>(name: &str, value: &str) -> anyhow::Result<T>
+where
+    T::Err: fmt::Display,
+{
+    value
+        .trim()
+        .parse::<T>()
+        .map_err(|e| anyhow::anyhow!("invalid value `{value}` for `{name}`: {e}"))
+}
+
+impl BrokerConfig {
+    /// Sets one setting by its name from its text form.
+    pub fn set(&mut self, name: &str, value: &str) -> anyhow::Result<()> {
+        match name {
+            "node.id" => self.node_id = parse(name, value)?,
+            "listeners" => self.listeners = strip_scheme(value)?,
+            "advertised.listeners" => self.advertised_listeners = Some(strip_scheme(value)?),
+            "http.listener" => self.http_listener = value.to_owned(),
+            "log.dirs" => self.log_dirs = PathBuf::from(value),
+            "cluster.id" => self.cluster_id = Some(value.to_owned()),
+            "num.partitions" => self.num_partitions = parse(name, value)?,
+            "default.replication.factor" => self.default_replication_factor = parse(name, value)?,
+            "auto.create.topics.enable" => self.auto_create_topics_enable = parse(name, value)?,
+            "delete.topic.enable" => self.delete_topic_enable = parse(name, value)?,
+            "log.retention.ms" => self.log_retention_ms = parse(name, value)?,
+            "log.retention.bytes" => self.log_retention_bytes = parse(name, value)?,
+            "log.retention.check.interval.ms" => {
+                self.log_retention_check_interval_ms = parse(name, value)?
+            }
+            "message.max.bytes" => self.message_max_bytes = parse(name, value)?,
+            "log.flush.policy" => self.log_flush_policy = parse(name, value)?,
+            "socket.request.max.bytes" => self.socket_request_max_bytes = parse(name, value)?,
+            "max.connections" => self.max_connections = parse(name, value)?,
+            "connections.max.idle.ms" => self.connections_max_idle_ms = parse(name, value)?,
+            "queued.max.requests" => self.queued_max_requests = parse(name, value)?,
+            "shutdown.timeout.ms" => self.shutdown_timeout_ms = parse(name, value)?,
+            other => bail!("unknown setting `{other}`"),
+        }
+        Ok(())
+    }
+
+    /// The current value of a setting in its text form, for DescribeConfigs.
+    pub fn get(&self, name: &str) -> Option<String> {
+        Some(match name {
+            "node.id" => self.node_id.to_string(),
+            "listeners" => format!("PLAINTEXT://{}", self.listeners),
+            "advertised.listeners" => format!("PLAINTEXT://{}", self.advertised_listener()),
+            "http.listener" => self.http_listener.clone(),
+            "log.dirs" => self.log_dirs.display().to_string(),
+            "cluster.id" => self.cluster_id.clone()?,
+            "num.partitions" => self.num_partitions.to_string(),
+            "default.replication.factor" => self.default_replication_factor.to_string(),
+            "auto.create.topics.enable" => self.auto_create_topics_enable.to_string(),
+            "delete.topic.enable" => self.delete_topic_enable.to_string(),
+            "log.retention.ms" => self.log_retention_ms.to_string(),
+            "log.retention.bytes" => self.log_retention_bytes.to_string(),
+            "log.retention.check.interval.ms" => self.log_retention_check_interval_ms.to_string(),
+            "message.max.bytes" => self.message_max_bytes.to_string(),
+            "log.flush.policy" => self.log_flush_policy.to_string(),
+            "socket.request.max.bytes" => self.socket_request_max_bytes.to_string(),
+            "max.connections" => self.max_connections.to_string(),
+            "connections.max.idle.ms" => self.connections_max_idle_ms.to_string(),
+            "queued.max.requests" => self.queued_max_requests.to_string(),
+            "shutdown.timeout.ms" => self.shutdown_timeout_ms.to_string(),
+            _ => return None,
+        })
+    }
+
+    /// The address clients are told to connect to.
+    pub fn advertised_listener(&self) -> String {
+        self.advertised_listeners
+            .clone()
+            .unwrap_or_else(|| self.listeners.clone())
+    }
+
+    /// Applies a TOML document on top of the current values.
+    pub fn apply_toml(&mut self, text: &str) -> anyhow::Result<()> {
+        let table: toml::Table = text.parse().context("config file is not valid TOML")?;
+        let mut flat = BTreeMap::new();
+        flatten("", &toml::Value::Table(table), &mut flat)?;
+        for (name, value) in flat {
+            self.set(&name, &value)?;
+        }
+        Ok(())
+    }
+
+    /// Applies `METROBUS_*` variables from the given environment. A variable
+    /// with the prefix that names no setting is an error, so that a typo
+    /// does not go unnoticed.
+    pub fn apply_env<I>(&mut self, vars: I) -> anyhow::Result<()>
+    where
+        I: IntoIterator<Item = (String, String)>,
+    {
+        for (key, value) in vars {
+            let Some(rest) = key.strip_prefix("METROBUS_") else {
+                continue;
+            };
+            if NON_SETTING_ENV.contains(&rest) {
+                continue;
+            }
+            let name = SETTING_NAMES
+                .iter()
+                .find(|name| env_name(name) == key)
+                .ok_or_else(|| {
+                    anyhow::anyhow!("unknown setting in environment variable `{key}`")
+                })?;
+            self.set(name, &value)
+                .with_context(|| format!("from environment variable `{key}`"))?;
+        }
+        Ok(())
+    }
+
+    /// Loads defaults, then the file (if any), then the process environment.
+    pub fn load(file: Option<&Path>) -> anyhow::Result<Self> {
+        let mut config = BrokerConfig::default();
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading config file {}", path.display()))?;
+            config
+                .apply_toml(&text)
+                .with_context(|| format!("in config file {}", path.display()))?;
+        }
+        config.apply_env(std::env::vars())?;
+        Ok(config)
+    }
+
+    /// Checks cross-setting rules and ranges; called once before startup.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.num_partitions < 1 {
+            bail!("`num.partitions` must be at least 1");
+        }
+        if self.default_replication_factor != 1 {
+            bail!("`default.replication.factor` must be 1 on a single node");
+        }
+        if self.message_max_bytes < 64 {
+            bail!("`message.max.bytes` must be at least 64");
+        }
+        if self.socket_request_max_bytes < 1024 {
+            bail!("`socket.request.max.bytes` must be at least 1024");
+        }
+        if self.max_connections == 0 || self.queued_max_requests == 0 {
+            bail!("`max.connections` and `queued.max.requests` must be at least 1");
+        }
+        if self.log_retention_check_interval_ms == 0 {
+            bail!("`log.retention.check.interval.ms` must be positive");
+        }
+        if self.log_retention_ms < -1 || self.log_retention_bytes < -1 {
+            bail!("retention settings must be -1 (unlimited) or non-negative");
+        }
+        for (name, addr) in [
+            ("listeners", &self.listeners),
+            ("http.listener", &self.http_listener),
+        ] {
+            if addr
+                .rsplit_once(':')
+                .and_then(|(_, p)| p.parse::<u16>().ok())
+                .is_none()
+            {
+                bail!("`{name}` must be HOST:PORT, got `{addr}`");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Variables with our prefix that are not settings (the log filter).
+const NON_SETTING_ENV: &[&str] = &["LOG"];
+
+/// `log.retention.ms` -> `METROBUS_LOG_RETENTION_MS`.
+pub fn env_name(setting: &str) -> String {
+    format!("METROBUS_{}", setting.to_uppercase().replace('.', "_"))
+}
+
+fn strip_scheme(value: &str) -> anyhow::Result<String> {
+    let value = value.trim();
+    if value.contains(',') {
+        bail!("only one listener is supported, got `{value}`");
+    }
+    match value.split_once("://") {
+        Some(("PLAINTEXT", addr)) => Ok(addr.to_owned()),
+        Some((scheme, _)) => bail!("listener security protocol `{scheme}` is not supported yet"),
+        None => Ok(value.to_owned()),
+    }
+}
+
+fn flatten(
+    prefix: &str,
+    value: &toml::Value,
+    out: &mut BTreeMap<String, String>,
+) -> anyhow::Result<()> {
+    let text = match value {
+        toml::Value::Table(table) => {
+            for (key, inner) in table {
+                let name = if prefix.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{prefix}.{key}")
+                };
+                flatten(&name, inner, out)?;
+            }
+            return Ok(());
+        }
+        toml::Value::String(s) => s.clone(),
+        toml::Value::Integer(i) => i.to_string(),
+        toml::Value::Boolean(b) => b.to_string(),
+        toml::Value::Float(f) => f.to_string(),
+        other => bail!("setting `{prefix}` has an unsupported value type: {other}"),
+    };
+    if out.insert(prefix.to_owned(), text).is_some() {
+        bail!("setting `{prefix}` is given twice");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_match_kafka() {
+        let config = BrokerConfig::default();
+        config.validate().unwrap();
+        assert_eq!(config.listeners, "127.0.0.1:9092");
+        assert_eq!(config.message_max_bytes, 1_048_588);
+        assert_eq!(config.log_retention_ms, 604_800_000);
+        assert!(SETTING_NAMES
+            .iter()
+            .all(|n| config.get(n).is_some() || *n == "cluster.id"));
+    }
+
+    #[test]
+    fn toml_nested_and_dotted_are_the_same() {
+        let mut a = BrokerConfig::default();
+        a.apply_toml("log.retention.ms = 1000\nnum.partitions = 3")
+            .unwrap();
+        let mut b = BrokerConfig::default();
+        b.apply_toml("num.partitions = 3\n[log.retention]\nms = 1000")
+            .unwrap();
+        assert_eq!(a.log_retention_ms, 1000);
+        assert_eq!(b.log_retention_ms, 1000);
+        assert_eq!(b.num_partitions, 3);
+    }
+
+    #[test]
+    fn unknown_and_invalid_settings_are_rejected() {
+        let mut config = BrokerConfig::default();
+        let err = config.apply_toml("num.partition = 3").unwrap_err();
+        assert!(format!("{err:#}").contains("unknown setting `num.partition`"));
+        let err = config.apply_toml("num.partitions = \"many\"").unwrap_err();
+        assert!(format!("{err:#}").contains("num.partitions"));
+        let err = config
+            .apply_toml("log.flush.policy = \"sometimes\"")
+            .unwrap_err();
+        assert!(format!("{err:#}").contains("durable"));
+        config.num_partitions = 0;
+        assert!(config.validate().is_err());
+    }
+
+    #[test]
+    fn env_overrides_and_rejects_typos() {
+        let mut config = BrokerConfig::default();
+        config
+            .apply_env([("METROBUS_NUM_PARTITIONS".to_owned(), "4".to_owned())])
+            .unwrap();
+        assert_eq!(config.num_partitions, 4);
+        assert!(config
+            .apply_env([("METROBUS_NUM_PARTITION".to_owned(), "4".to_owned())])
+            .is_err());
+        config
+            .apply_env([("METROBUS_LOG".to_owned(), "debug".to_owned())])
+            .unwrap();
+        assert_eq!(
+            env_name("auto.create.topics.enable"),
+            "METROBUS_AUTO_CREATE_TOPICS_ENABLE"
+        );
+    }
+
+    #[test]
+    fn listener_scheme_is_accepted() {
+        let mut config = BrokerConfig::default();
+        config
+            .set("listeners", "PLAINTEXT://0.0.0.0:19092")
+            .unwrap();
+        assert_eq!(config.listeners, "0.0.0.0:19092");
+        assert!(config.set("listeners", "SSL://0.0.0.0:1").is_err());
+    }
+}

@@ -1,0 +1,27 @@
+//! Metrobus: a message bus that speaks the Apache Kafka wire protocol, with
+//! partitions stored in RocksDB.
+//!
+//! Layout, one owner per module:
+//!
+//! - [`broker`]: builds and owns the components; start and stop order.
+//! - [`config`]: typed config (defaults < file < `METROBUS_*` env < flags).
+//! - [`error`]: error values, each mapped to a Kafka error code.
+//! - [`server`]: the listener (connection limit) and connections (framing,
+//!   in-order pipelined responses, limits).
+//! - [`protocol`]: one file per Kafka API (wire <-> domain), one dispatch
+//!   `match`, one supported-versions table.
+//! - [`log`]: partition storage on RocksDB: key layout, batch header view,
+//!   the writer thread with group commit, reads, retention.
+//! - [`replication`]: the replica manager (append, fetch long-poll, offsets).
+//! - [`cluster`]: the metadata image and the store that changes it.
+//! - [`metrics`]: Prometheus metrics and the HTTP endpoint.
+
+pub mod broker;
+pub mod cluster;
+pub mod config;
+pub mod error;
+pub mod log;
+pub mod metrics;
+pub mod protocol;
+pub mod replication;
+pub mod server;

@@ -1,0 +1,99 @@
+//! The node's one RocksDB instance and its column families
+//! ([`crate::log::keys`] documents the layout). Every method here blocks:
+//! callers run it on a blocking thread or the log writer thread, never on an
+//! async worker.
+
+use std::path::Path;
+
+use rocksdb::{
+    BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DBCompressionType, Options,
+    WriteBatch, WriteOptions, DB,
+};
+
+use crate::error::{Error, Result};
+use crate::log::keys::{self, COLUMN_FAMILIES};
+
+/// RocksDB with its column families opened.
+pub struct Db {
+    db: DB,
+}
+
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Db").field("path", &self.db.path()).finish()
+    }
+}
+
+fn cf_options(cache: &Cache, kind: &str) -> Options {
+    let mut opts = Options::default();
+    let mut table = BlockBasedOptions::default();
+    table.set_block_cache(cache);
+    if kind == keys::CF_LOG {
+        // Batches are large values read sequentially: big blocks, big memtables.
+        table.set_block_size(64 * 1024);
+        opts.set_write_buffer_size(128 * 1024 * 1024);
+        opts.set_max_write_buffer_number(4);
+        opts.set_target_file_size_base(128 * 1024 * 1024);
+    } else {
+        opts.set_write_buffer_size(8 * 1024 * 1024);
+    }
+    opts.set_block_based_table_factory(&table);
+    opts.set_compression_type(DBCompressionType::Lz4);
+    opts.set_bottommost_compression_type(DBCompressionType::Zstd);
+    opts
+}
+
+impl Db {
+    /// Opens (or creates) the database under `dir`.
+    pub fn open(dir: &Path) -> Result<Self> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::Internal(format!("creating data dir {}: {e}", dir.display())))?;
+        let cache = Cache::new_lru_cache(256 * 1024 * 1024);
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
+        opts.increase_parallelism(2);
+        opts.set_max_background_jobs(2);
+        opts.set_keep_log_file_num(4);
+        // The write-ahead log is our commit log: keep enough of it that
+        // memtable flushes are not forced by WAL size under bursty load.
+        opts.set_max_total_wal_size(512 * 1024 * 1024);
+        let descriptors = COLUMN_FAMILIES
+            .iter()
+            .map(|name| ColumnFamilyDescriptor::new(*name, cf_options(&cache, name)));
+        let db = DB::open_cf_descriptors(&opts, dir.join("rocksdb"), descriptors)?;
+        Ok(Db { db })
+    }
+
+    /// A column family handle; the families are created at open, so a
+    /// missing one is a broken invariant rather than a panic.
+    pub fn cf(&self, name: &str) -> Result<&ColumnFamily> {
+        self.db
+            .cf_handle(name)
+            .ok_or_else(|| Error::Internal(format!("column family {name} missing")))
+    }
+
+    /// The underlying database, for iterators.
+    pub fn raw(&self) -> &DB {
+        &self.db
+    }
+
+    /// Writes a batch atomically, fsyncing the WAL first when `sync`.
+    pub fn write(&self, batch: WriteBatch, sync: bool) -> Result<()> {
+        let mut opts = WriteOptions::default();
+        opts.set_sync(sync);
+        self.db.write_opt(batch, &opts)?;
+        Ok(())
+    }
+
+    /// Reads one value.
+    pub fn get(&self, cf: &str, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        Ok(self.db.get_cf(self.cf(cf)?, key)?)
+    }
+
+    /// Asks RocksDB to compact a range soon, so deleted data frees disk.
+    pub fn compact_range(&self, cf: &str, from: &[u8], to: &[u8]) -> Result<()> {
+        self.db.compact_range_cf(self.cf(cf)?, Some(from), Some(to));
+        Ok(())
+    }
+}

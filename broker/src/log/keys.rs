@@ -1,0 +1,129 @@
+//! The RocksDB key layout, in one place. Every key is fixed-width big-endian
+//! so that RocksDB's byte order is numeric order and a partition's keys are a
+//! contiguous range.
+//!
+//! Column families:
+//!
+//! | family           | key                                                   | value |
+//! |------------------|-------------------------------------------------------|-------|
+//! | `log`            | `topic_id(16) \| partition(u32) \| base_offset(i64)`  | the stored record batch, offset and leader epoch patched |
+//! | `partition_meta` | `topic_id(16) \| partition(u32) \| kind(u8) [\| epoch(i32)]` | see [`MetaKind`] |
+//! | `topics`         | `topic_id(16)`                                         | [`crate::cluster::topic_record`] encoding |
+//! | `cluster`        | a short ASCII name (`cluster.id`)                      | the value's bytes |
+//!
+//! Offsets are never negative, so the sign bit of the big-endian i64 never
+//! breaks the ordering.
+
+use uuid::Uuid;
+
+pub const CF_LOG: &str = "log";
+pub const CF_PARTITION_META: &str = "partition_meta";
+pub const CF_TOPICS: &str = "topics";
+pub const CF_CLUSTER: &str = "cluster";
+
+/// All column families, for opening the database.
+pub const COLUMN_FAMILIES: &[&str] = &[CF_LOG, CF_PARTITION_META, CF_TOPICS, CF_CLUSTER];
+
+/// Length of a partition prefix: topic id and partition index.
+pub const PARTITION_PREFIX_LEN: usize = 20;
+/// Length of a `log` key.
+pub const LOG_KEY_LEN: usize = 28;
+
+/// What a `partition_meta` key holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum MetaKind {
+    /// i64: the log start offset (raised by retention and DeleteRecords).
+    LogStartOffset = 1,
+    /// i64: bytes of stored batches in the partition.
+    SizeBytes = 2,
+    /// keyed further by epoch (i32): i64 start offset of that leader epoch.
+    LeaderEpochStart = 3,
+}
+
+/// `topic_id | partition`.
+pub fn partition_prefix(topic_id: Uuid, partition: i32) -> [u8; PARTITION_PREFIX_LEN] {
+    let mut key = [0u8; PARTITION_PREFIX_LEN];
+    key[..16].copy_from_slice(topic_id.as_bytes());
+    key[16..20].copy_from_slice(&(partition as u32).to_be_bytes());
+    key
+}
+
+/// `topic_id | partition | base_offset`.
+pub fn log_key(topic_id: Uuid, partition: i32, base_offset: i64) -> [u8; LOG_KEY_LEN] {
+    let mut key = [0u8; LOG_KEY_LEN];
+    key[..PARTITION_PREFIX_LEN].copy_from_slice(&partition_prefix(topic_id, partition));
+    key[PARTITION_PREFIX_LEN..].copy_from_slice(&base_offset.to_be_bytes());
+    key
+}
+
+/// The base offset of a `log` key, or `None` if the key is not one.
+pub fn log_key_offset(key: &[u8]) -> Option<i64> {
+    let bytes: [u8; 8] = key
+        .get(PARTITION_PREFIX_LEN..LOG_KEY_LEN)?
+        .try_into()
+        .ok()?;
+    Some(i64::from_be_bytes(bytes))
+}
+
+/// `topic_id | partition | kind`.
+pub fn meta_key(topic_id: Uuid, partition: i32, kind: MetaKind) -> Vec<u8> {
+    let mut key = Vec::with_capacity(PARTITION_PREFIX_LEN + 5);
+    key.extend_from_slice(&partition_prefix(topic_id, partition));
+    key.push(kind as u8);
+    key
+}
+
+/// `topic_id | partition | LeaderEpochStart | epoch`.
+pub fn leader_epoch_key(topic_id: Uuid, partition: i32, epoch: i32) -> Vec<u8> {
+    let mut key = meta_key(topic_id, partition, MetaKind::LeaderEpochStart);
+    key.extend_from_slice(&(epoch as u32).to_be_bytes());
+    key
+}
+
+/// The epoch of a leader-epoch key.
+pub fn leader_epoch_of(key: &[u8]) -> Option<i32> {
+    let bytes: [u8; 4] = key.get(PARTITION_PREFIX_LEN + 1..)?.try_into().ok()?;
+    Some(u32::from_be_bytes(bytes) as i32)
+}
+
+/// The first key after every key of the topic: the end of a range delete.
+pub fn topic_end(topic_id: Uuid) -> [u8; 17] {
+    let mut key = [0xffu8; 17];
+    key[..16].copy_from_slice(topic_id.as_bytes());
+    key
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_keys_sort_numerically() {
+        let id = Uuid::from_u128(7);
+        let a = log_key(id, 0, 255);
+        let b = log_key(id, 0, 256);
+        let c = log_key(id, 1, 0);
+        assert!(a < b && b < c);
+        assert_eq!(log_key_offset(&b), Some(256));
+        assert!(
+            c < topic_end(id)[..]
+                .try_into()
+                .map(|k: [u8; 17]| {
+                    let mut full = [0u8; LOG_KEY_LEN];
+                    full[..17].copy_from_slice(&k);
+                    full
+                })
+                .unwrap()
+        );
+    }
+
+    #[test]
+    fn meta_keys_roundtrip_epoch() {
+        let id = Uuid::from_u128(9);
+        let key = leader_epoch_key(id, 3, 42);
+        assert_eq!(leader_epoch_of(&key), Some(42));
+        assert!(key.starts_with(&partition_prefix(id, 3)));
+        assert!(leader_epoch_key(id, 3, 1) < leader_epoch_key(id, 3, 2));
+    }
+}

@@ -1,0 +1,123 @@
+//! Partition storage on RocksDB.
+//!
+//! - [`keys`]: the key layout of every column family.
+//! - [`db`]: the RocksDB instance and its column families.
+//! - [`batch`]: the record batch header view, validation and patching.
+//! - [`partition`]: one partition's offsets and the watch that wakes fetches.
+//! - [`writer`]: the writer thread with group commit; the only writer of data.
+//! - [`reader`]: blocking reads (fetch, timestamp lookups, scans, load).
+//! - [`retention`]: pure retention decisions.
+//! - [`topic_config`]: topic config names, validation and resolution.
+//! - [`LogManager`]: owns the above for every partition on this node.
+
+pub mod batch;
+pub mod db;
+pub mod keys;
+pub mod partition;
+pub mod reader;
+pub mod retention;
+pub mod topic_config;
+pub mod writer;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+use crate::cluster::topic_record::TopicRecord;
+use crate::config::FlushPolicy;
+use crate::error::Result;
+use crate::metrics;
+use db::Db;
+use partition::PartitionLog;
+use writer::LogWriter;
+
+/// Every partition log on this node, the database and the writer thread.
+#[derive(Debug)]
+pub struct LogManager {
+    db: Arc<Db>,
+    partitions: RwLock<HashMap<(Uuid, i32), Arc<PartitionLog>>>,
+    writer: LogWriter,
+}
+
+impl LogManager {
+    /// Opens the database under `dir` and starts the writer. Blocking.
+    pub fn open(dir: &Path, flush: FlushPolicy) -> Result<Self> {
+        let db = Arc::new(Db::open(dir)?);
+        let writer = LogWriter::start(db.clone(), flush == FlushPolicy::Durable)
+            .map_err(|e| crate::error::Error::Internal(format!("starting log writer: {e}")))?;
+        Ok(LogManager {
+            db,
+            partitions: RwLock::new(HashMap::new()),
+            writer,
+        })
+    }
+
+    pub fn db(&self) -> &Arc<Db> {
+        &self.db
+    }
+
+    pub fn writer(&self) -> &LogWriter {
+        &self.writer
+    }
+
+    /// The partition's log, if hosted here.
+    pub fn get(&self, topic_id: Uuid, partition: i32) -> Option<Arc<PartitionLog>> {
+        self.partitions
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&(topic_id, partition))
+            .cloned()
+    }
+
+    /// Every partition log hosted here.
+    pub fn all(&self) -> Vec<Arc<PartitionLog>> {
+        self.partitions
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// Loads or creates the logs of every partition of `topic`. Blocking.
+    pub fn ensure_partitions(&self, topic: &TopicRecord) -> Result<()> {
+        for partition in 0..topic.partitions {
+            if self.get(topic.id, partition).is_some() {
+                continue;
+            }
+            let loaded = reader::load(&self.db, topic.id, partition)?;
+            let log = Arc::new(PartitionLog::new(topic.id, &topic.name, partition, loaded));
+            let mut map = self.partitions.write().unwrap_or_else(|p| p.into_inner());
+            let _ = map.entry((topic.id, partition)).or_insert(log);
+            metrics::PARTITIONS.set(map.len() as i64);
+        }
+        Ok(())
+    }
+
+    /// Stops serving a topic's partitions and deletes its data. The returned
+    /// receiver resolves once the deletion is committed.
+    pub fn delete_topic(&self, topic_id: Uuid) -> Result<oneshot::Receiver<Result<()>>> {
+        {
+            let mut map = self.partitions.write().unwrap_or_else(|p| p.into_inner());
+            map.retain(|(id, _), log| {
+                let keep = *id != topic_id;
+                if !keep {
+                    log.mark_deleted();
+                }
+                keep
+            });
+            metrics::PARTITIONS.set(map.len() as i64);
+        }
+        let (reply, done) = oneshot::channel();
+        self.writer.delete_topic(topic_id, reply)?;
+        Ok(done)
+    }
+
+    /// Commits queued writes and stops the writer. Blocking.
+    pub fn shutdown(&self) {
+        self.writer.shutdown();
+    }
+}

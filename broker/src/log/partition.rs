@@ -1,0 +1,231 @@
+//! One partition's log: its offsets, kept in memory and published through a
+//! watch channel so waiting fetches wake on an append instead of polling.
+//!
+//! Invariants: `log_start_offset <= high_watermark <= log_end_offset <=
+//! next_offset`. `next_offset` is where the writer thread assigns the next
+//! batch; `log_end_offset` only advances once that batch is durable in
+//! RocksDB; `high_watermark` is what consumers may read.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+
+use prometheus::{IntCounter, IntGauge};
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use crate::metrics;
+
+/// A consistent snapshot of a partition's offsets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Offsets {
+    pub log_start_offset: i64,
+    pub high_watermark: i64,
+    pub log_end_offset: i64,
+    pub leader_epoch: i32,
+}
+
+/// The mutable state behind the partition's lock.
+#[derive(Debug)]
+pub(crate) struct PartitionState {
+    pub(crate) log_start_offset: i64,
+    pub(crate) log_end_offset: i64,
+    pub(crate) high_watermark: i64,
+    /// Owned by the writer thread: the offset the next batch gets.
+    pub(crate) next_offset: i64,
+    /// Bytes of stored batches (for `retention.bytes`).
+    pub(crate) size_bytes: i64,
+    pub(crate) leader_epoch: i32,
+    /// Leader epoch -> first offset written in it.
+    pub(crate) epoch_starts: BTreeMap<i32, i64>,
+}
+
+/// Counters cached per partition so the hot path skips label lookups.
+#[derive(Debug)]
+pub(crate) struct PartitionMetrics {
+    pub(crate) bytes_in: IntCounter,
+    pub(crate) bytes_out: IntCounter,
+    pub(crate) messages_in: IntCounter,
+    pub(crate) log_end_offset: IntGauge,
+    pub(crate) log_start_offset: IntGauge,
+}
+
+/// A partition hosted on this node.
+#[derive(Debug)]
+pub struct PartitionLog {
+    pub topic_id: Uuid,
+    /// The internal topic name (tenant prefix included).
+    pub topic: String,
+    pub partition: i32,
+    pub(crate) state: Mutex<PartitionState>,
+    /// Carries the high watermark; every advance wakes the receivers.
+    hw_tx: watch::Sender<i64>,
+    pub(crate) metrics: PartitionMetrics,
+    /// Set when the topic is deleted: appends and reads fail from then on.
+    deleted: AtomicBool,
+}
+
+/// What the loader found on disk for a partition.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct LoadedState {
+    pub(crate) log_start_offset: i64,
+    pub(crate) log_end_offset: i64,
+    pub(crate) size_bytes: i64,
+    pub(crate) epoch_starts: BTreeMap<i32, i64>,
+}
+
+impl PartitionLog {
+    pub(crate) fn new(topic_id: Uuid, topic: &str, partition: i32, loaded: LoadedState) -> Self {
+        let partition_label = partition.to_string();
+        let labels = [topic, partition_label.as_str()];
+        let metrics = PartitionMetrics {
+            bytes_in: metrics::BYTES_IN_TOTAL.with_label_values(&[topic]),
+            bytes_out: metrics::BYTES_OUT_TOTAL.with_label_values(&[topic]),
+            messages_in: metrics::MESSAGES_IN_TOTAL.with_label_values(&[topic]),
+            log_end_offset: metrics::LOG_END_OFFSET.with_label_values(&labels),
+            log_start_offset: metrics::LOG_START_OFFSET.with_label_values(&labels),
+        };
+        metrics.log_end_offset.set(loaded.log_end_offset);
+        metrics.log_start_offset.set(loaded.log_start_offset);
+        let leader_epoch = loaded.epoch_starts.keys().next_back().copied().unwrap_or(0);
+        let (hw_tx, _) = watch::channel(loaded.log_end_offset);
+        PartitionLog {
+            topic_id,
+            topic: topic.to_owned(),
+            partition,
+            state: Mutex::new(PartitionState {
+                log_start_offset: loaded.log_start_offset,
+                log_end_offset: loaded.log_end_offset,
+                // A single node's log is fully committed once durable.
+                high_watermark: loaded.log_end_offset,
+                next_offset: loaded.log_end_offset,
+                size_bytes: loaded.size_bytes,
+                leader_epoch,
+                epoch_starts: loaded.epoch_starts,
+            }),
+            hw_tx,
+            metrics,
+            deleted: AtomicBool::new(false),
+        }
+    }
+
+    pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, PartitionState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The partition's offsets now.
+    pub fn offsets(&self) -> Offsets {
+        let state = self.lock();
+        Offsets {
+            log_start_offset: state.log_start_offset,
+            high_watermark: state.high_watermark,
+            log_end_offset: state.log_end_offset,
+            leader_epoch: state.leader_epoch,
+        }
+    }
+
+    /// A receiver that is woken whenever the high watermark moves.
+    pub fn subscribe_high_watermark(&self) -> watch::Receiver<i64> {
+        self.hw_tx.subscribe()
+    }
+
+    /// Called by the writer once appends up to `next_offset` are durable.
+    pub(crate) fn on_durable(&self, end_offset: i64) {
+        let high_watermark = {
+            let mut state = self.lock();
+            state.log_end_offset = state.log_end_offset.max(end_offset);
+            // One replica: durable on the leader is committed.
+            state.high_watermark = state.log_end_offset;
+            state.high_watermark
+        };
+        self.metrics.log_end_offset.set(high_watermark);
+        let _ = self.hw_tx.send_replace(high_watermark);
+    }
+
+    /// Raises the log start offset after retention or DeleteRecords.
+    pub(crate) fn on_truncated_front(&self, new_start: i64, freed_bytes: i64) {
+        let mut state = self.lock();
+        if new_start > state.log_start_offset {
+            state.log_start_offset = new_start;
+            state.size_bytes = (state.size_bytes - freed_bytes).max(0);
+            self.metrics.log_start_offset.set(new_start);
+        }
+    }
+
+    /// The leader epoch that covers `epoch`, and where it ends, as
+    /// OffsetForLeaderEpoch answers: the largest epoch <= the requested one,
+    /// with the start offset of the next epoch (or the log end offset).
+    pub fn end_offset_for_epoch(&self, epoch: i32) -> Option<(i32, i64)> {
+        let state = self.lock();
+        let (&found, _) = state.epoch_starts.range(..=epoch).next_back()?;
+        let end = state
+            .epoch_starts
+            .range(found + 1..)
+            .next()
+            .map(|(_, &start)| start)
+            .unwrap_or(state.log_end_offset);
+        Some((found, end))
+    }
+
+    /// The leader epoch in which `offset` was written, from the epoch cache.
+    pub fn epoch_for_offset(&self, offset: i64) -> Option<i32> {
+        let state = self.lock();
+        state
+            .epoch_starts
+            .iter()
+            .rev()
+            .find(|(_, &start)| start <= offset)
+            .map(|(&epoch, _)| epoch)
+    }
+
+    pub fn mark_deleted(&self) {
+        self.deleted.store(true, Ordering::Release);
+        let _ = metrics::LOG_END_OFFSET
+            .remove_label_values(&[&self.topic, &self.partition.to_string()]);
+        let _ = metrics::LOG_START_OFFSET
+            .remove_label_values(&[&self.topic, &self.partition.to_string()]);
+    }
+
+    pub fn is_deleted(&self) -> bool {
+        self.deleted.load(Ordering::Acquire)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn log_with_epochs(epochs: &[(i32, i64)], end: i64) -> PartitionLog {
+        PartitionLog::new(
+            Uuid::from_u128(1),
+            "t-epochs",
+            0,
+            LoadedState {
+                log_end_offset: end,
+                epoch_starts: epochs.iter().copied().collect(),
+                ..LoadedState::default()
+            },
+        )
+    }
+
+    #[test]
+    fn end_offset_for_epoch_follows_kafka() {
+        let log = log_with_epochs(&[(0, 0), (2, 50), (5, 80)], 100);
+        assert_eq!(log.end_offset_for_epoch(0), Some((0, 50)));
+        assert_eq!(log.end_offset_for_epoch(1), Some((0, 50)));
+        assert_eq!(log.end_offset_for_epoch(2), Some((2, 80)));
+        assert_eq!(log.end_offset_for_epoch(7), Some((5, 100)));
+        assert_eq!(log.end_offset_for_epoch(-1), None);
+        assert_eq!(log.offsets().leader_epoch, 5);
+    }
+
+    #[test]
+    fn durable_appends_wake_watchers() {
+        let log = log_with_epochs(&[], 0);
+        let mut rx = log.subscribe_high_watermark();
+        log.on_durable(10);
+        assert!(rx.has_changed().unwrap());
+        assert_eq!(*rx.borrow_and_update(), 10);
+        assert_eq!(log.offsets().high_watermark, 10);
+    }
+}

@@ -1,0 +1,364 @@
+//! The log writer thread: the only code that writes partition data.
+//!
+//! Producers on every connection hand appends to one channel. The thread
+//! takes everything queued (up to a size cap), assigns offsets, patches the
+//! batches, and commits them in one RocksDB `WriteBatch` with one fsync when
+//! the flush policy is durable. While that fsync runs, new appends queue up
+//! and share the next one: group commit, so concurrent producers share
+//! fsyncs instead of paying one each. Only after the write returns do the
+//! partitions' end offsets advance and the waiting requests get answers.
+
+use std::collections::HashMap;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use bytes::Bytes;
+use kafka_protocol::error::ResponseError;
+use rocksdb::WriteBatch;
+use tokio::sync::oneshot;
+use tracing::{error, info};
+use uuid::Uuid;
+
+use crate::error::{Error, Result};
+use crate::log::batch::{self, BatchHeader};
+use crate::log::db::Db;
+use crate::log::keys::{self, MetaKind, CF_LOG, CF_PARTITION_META};
+use crate::log::partition::PartitionLog;
+use crate::metrics;
+
+/// Most bytes of appends committed in one write.
+const MAX_GROUP_BYTES: usize = 64 * 1024 * 1024;
+/// Most commands committed in one write.
+const MAX_GROUP_LEN: usize = 4096;
+
+/// Where an appended batch landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendResult {
+    pub base_offset: i64,
+    pub last_offset: i64,
+    pub log_start_offset: i64,
+}
+
+/// One batch to append to one partition.
+#[derive(Debug)]
+pub struct AppendJob {
+    pub partition: Arc<PartitionLog>,
+    pub records: Bytes,
+    pub max_message_bytes: i32,
+    pub reply: oneshot::Sender<Result<AppendResult>>,
+}
+
+/// Raise a partition's log start offset, deleting whole batches below it.
+#[derive(Debug)]
+pub struct TruncateFront {
+    pub partition: Arc<PartitionLog>,
+    /// The new log start offset (may fall inside a kept batch).
+    pub new_start: i64,
+    /// Batches with a base offset below this are deleted.
+    pub delete_below: i64,
+    pub freed_bytes: i64,
+    pub reply: oneshot::Sender<Result<i64>>,
+}
+
+#[derive(Debug)]
+enum Command {
+    Append(AppendJob),
+    TruncateFront(TruncateFront),
+    DeleteTopic {
+        topic_id: Uuid,
+        reply: oneshot::Sender<Result<()>>,
+    },
+    Shutdown,
+}
+
+/// Handle to the writer thread.
+#[derive(Debug)]
+pub struct LogWriter {
+    sender: mpsc::Sender<Command>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl LogWriter {
+    /// Starts the thread. `sync` fsyncs every write (the durable policy).
+    pub fn start(db: Arc<Db>, sync: bool) -> std::io::Result<Self> {
+        let (sender, receiver) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("log-writer".to_owned())
+            .spawn(move || run(&db, &receiver, sync))?;
+        Ok(LogWriter {
+            sender,
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    fn send(&self, command: Command) -> Result<()> {
+        self.sender
+            .send(command)
+            .map_err(|_| Error::api_msg(ResponseError::KafkaStorageError, "log writer stopped"))
+    }
+
+    /// Queues an append. Ordering is fixed when this returns: appends to one
+    /// partition are committed in the order they were submitted.
+    pub fn append(&self, job: AppendJob) {
+        if let Err(Command::Append(job)) = self.sender.send(Command::Append(job)).map_err(|e| e.0) {
+            let _ = job.reply.send(Err(Error::api_msg(
+                ResponseError::KafkaStorageError,
+                "log writer stopped",
+            )));
+        }
+    }
+
+    pub fn truncate_front(&self, job: TruncateFront) -> Result<()> {
+        self.send(Command::TruncateFront(job))
+    }
+
+    pub fn delete_topic(&self, topic_id: Uuid, reply: oneshot::Sender<Result<()>>) -> Result<()> {
+        self.send(Command::DeleteTopic { topic_id, reply })
+    }
+
+    /// Commits everything queued, then stops the thread. Blocking.
+    pub fn shutdown(&self) {
+        let _ = self.sender.send(Command::Shutdown);
+        let handle = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(handle) = handle {
+            if handle.join().is_err() {
+                error!("log writer thread panicked");
+            }
+        }
+    }
+}
+
+fn run(db: &Db, receiver: &mpsc::Receiver<Command>, sync: bool) {
+    let mut stopping = false;
+    while !stopping {
+        let Ok(first) = receiver.recv() else { break };
+        let mut group = Vec::new();
+        let mut bytes = 0usize;
+        let mut next = Some(first);
+        while let Some(command) = next.take() {
+            match command {
+                Command::Shutdown => stopping = true,
+                Command::Append(job) => {
+                    bytes += job.records.len();
+                    group.push(Command::Append(job));
+                }
+                other => group.push(other),
+            }
+            if !stopping && bytes < MAX_GROUP_BYTES && group.len() < MAX_GROUP_LEN {
+                next = receiver.try_recv().ok();
+            }
+        }
+        if !group.is_empty() {
+            commit(db, group, sync);
+        }
+    }
+    info!("log writer stopped");
+}
+
+/// A staged append waiting for the write to finish.
+struct Staged {
+    job_reply: oneshot::Sender<Result<AppendResult>>,
+    partition: Arc<PartitionLog>,
+    result: AppendResult,
+    size: i64,
+}
+
+fn commit(db: &Db, group: Vec<Command>, sync: bool) {
+    let mut write = WriteBatch::default();
+    let mut staged = Vec::new();
+    let mut truncates = Vec::new();
+    let mut deletes = Vec::new();
+    let mut touched: HashMap<(Uuid, i32), Arc<PartitionLog>> = HashMap::new();
+    for command in group {
+        match command {
+            Command::Append(job) => match stage_append(db, &mut write, &job) {
+                Ok((result, size)) => {
+                    let _ = touched
+                        .entry((job.partition.topic_id, job.partition.partition))
+                        .or_insert_with(|| job.partition.clone());
+                    staged.push(Staged {
+                        job_reply: job.reply,
+                        partition: job.partition,
+                        result,
+                        size,
+                    });
+                }
+                Err(e) => {
+                    let _ = job.reply.send(Err(e));
+                }
+            },
+            Command::TruncateFront(job) => match stage_truncate(db, &mut write, &job) {
+                Ok(()) => truncates.push(job),
+                Err(e) => {
+                    let _ = job.reply.send(Err(e));
+                }
+            },
+            Command::DeleteTopic { topic_id, reply } => {
+                match stage_delete_topic(db, &mut write, topic_id) {
+                    Ok(()) => deletes.push((topic_id, reply)),
+                    Err(e) => {
+                        let _ = reply.send(Err(e));
+                    }
+                }
+            }
+            Command::Shutdown => {}
+        }
+    }
+    if let Err(e) = stage_sizes(db, &mut write, touched.values()) {
+        error!(error = %e, "staging partition sizes failed");
+    }
+    let appends = staged.len();
+    let started = Instant::now();
+    let outcome = db.write(write, sync);
+    metrics::LOG_WRITE_SECONDS.observe(started.elapsed().as_secs_f64());
+    metrics::LOG_WRITE_APPENDS.observe(appends as f64);
+    match outcome {
+        Ok(()) => finish_ok(staged, truncates, deletes, db),
+        Err(e) => {
+            error!(error = %e, "log write failed");
+            for partition in touched.values() {
+                let mut state = partition.lock();
+                state.next_offset = state.log_end_offset;
+            }
+            for s in staged {
+                s.partition.lock().size_bytes -= s.size;
+                let _ = s
+                    .job_reply
+                    .send(Err(Error::api(ResponseError::KafkaStorageError)));
+            }
+            for t in truncates {
+                let _ = t
+                    .reply
+                    .send(Err(Error::api(ResponseError::KafkaStorageError)));
+            }
+            for (_, reply) in deletes {
+                let _ = reply.send(Err(Error::api(ResponseError::KafkaStorageError)));
+            }
+        }
+    }
+}
+
+fn finish_ok(
+    staged: Vec<Staged>,
+    truncates: Vec<TruncateFront>,
+    deletes: Vec<(Uuid, oneshot::Sender<Result<()>>)>,
+    db: &Db,
+) {
+    // Advance each partition once, to the end of its last staged batch,
+    // before answering anyone, so an acknowledged record is always readable.
+    let mut ends: HashMap<(Uuid, i32), (Arc<PartitionLog>, i64)> = HashMap::new();
+    for s in &staged {
+        let entry = ends
+            .entry((s.partition.topic_id, s.partition.partition))
+            .or_insert_with(|| (s.partition.clone(), 0));
+        entry.1 = entry.1.max(s.result.last_offset + 1);
+    }
+    for (partition, end) in ends.values() {
+        partition.on_durable(*end);
+    }
+    for s in staged {
+        let _ = s.job_reply.send(Ok(s.result));
+    }
+    for t in truncates {
+        t.partition.on_truncated_front(t.new_start, t.freed_bytes);
+        metrics::LOG_DELETED_BYTES_TOTAL.inc_by(t.freed_bytes.max(0) as u64);
+        let _ = t.reply.send(Ok(t.new_start));
+    }
+    for (topic_id, reply) in deletes {
+        // Range deletes leave tombstones; compacting frees the disk now.
+        let from = keys::partition_prefix(topic_id, 0);
+        let to = keys::topic_end(topic_id);
+        if let Err(e) = db.compact_range(CF_LOG, &from, &to) {
+            error!(error = %e, "compaction after topic deletion failed");
+        }
+        let _ = reply.send(Ok(()));
+    }
+}
+
+fn stage_append(db: &Db, write: &mut WriteBatch, job: &AppendJob) -> Result<(AppendResult, i64)> {
+    let partition = &job.partition;
+    if partition.is_deleted() {
+        return Err(Error::api(ResponseError::UnknownTopicOrPartition));
+    }
+    let header = batch::validate_produce(&job.records, job.max_message_bytes)?;
+    let count = i64::from(header.record_count());
+    let size = job.records.len() as i64;
+    let (base_offset, epoch, log_start_offset, new_epoch) = {
+        let mut state = partition.lock();
+        let base = state.next_offset;
+        state.next_offset = base + count;
+        state.size_bytes += size;
+        let epoch = state.leader_epoch;
+        let new_epoch = !state.epoch_starts.contains_key(&epoch);
+        if new_epoch {
+            let _ = state.epoch_starts.insert(epoch, base);
+        }
+        (base, epoch, state.log_start_offset, new_epoch)
+    };
+    let mut stored = job.records.to_vec();
+    batch::patch(&mut stored, base_offset, epoch);
+    let key = keys::log_key(partition.topic_id, partition.partition, base_offset);
+    write.put_cf(db.cf(CF_LOG)?, key, stored);
+    if new_epoch {
+        let epoch_key = keys::leader_epoch_key(partition.topic_id, partition.partition, epoch);
+        write.put_cf(
+            db.cf(CF_PARTITION_META)?,
+            epoch_key,
+            base_offset.to_be_bytes(),
+        );
+    }
+    partition.metrics.bytes_in.inc_by(size as u64);
+    partition.metrics.messages_in.inc_by(count as u64);
+    Ok((
+        AppendResult {
+            base_offset,
+            last_offset: base_offset + count - 1,
+            log_start_offset,
+        },
+        size,
+    ))
+}
+
+fn stage_sizes<'a>(
+    db: &Db,
+    write: &mut WriteBatch,
+    partitions: impl Iterator<Item = &'a Arc<PartitionLog>>,
+) -> Result<()> {
+    let cf = db.cf(CF_PARTITION_META)?;
+    for partition in partitions {
+        let size = partition.lock().size_bytes;
+        let key = keys::meta_key(partition.topic_id, partition.partition, MetaKind::SizeBytes);
+        write.put_cf(cf, key, size.to_be_bytes());
+    }
+    Ok(())
+}
+
+fn stage_truncate(db: &Db, write: &mut WriteBatch, job: &TruncateFront) -> Result<()> {
+    let p = &job.partition;
+    let from = keys::log_key(p.topic_id, p.partition, 0);
+    let to = keys::log_key(p.topic_id, p.partition, job.delete_below);
+    write.delete_range_cf(db.cf(CF_LOG)?, from, to);
+    let meta = db.cf(CF_PARTITION_META)?;
+    let start_key = keys::meta_key(p.topic_id, p.partition, MetaKind::LogStartOffset);
+    write.put_cf(meta, start_key, job.new_start.to_be_bytes());
+    let size = (p.lock().size_bytes - job.freed_bytes).max(0);
+    let size_key = keys::meta_key(p.topic_id, p.partition, MetaKind::SizeBytes);
+    write.put_cf(meta, size_key, size.to_be_bytes());
+    Ok(())
+}
+
+fn stage_delete_topic(db: &Db, write: &mut WriteBatch, topic_id: Uuid) -> Result<()> {
+    let from = keys::partition_prefix(topic_id, 0);
+    let to = keys::topic_end(topic_id);
+    write.delete_range_cf(db.cf(CF_LOG)?, &from[..], &to[..]);
+    write.delete_range_cf(db.cf(CF_PARTITION_META)?, &from[..], &to[..]);
+    Ok(())
+}
+
+/// The header of a stored batch, for readers of this module's output.
+pub fn stored_header(value: &[u8]) -> Result<BatchHeader<'_>> {
+    BatchHeader::new(value)
+        .ok_or_else(|| Error::Internal("stored batch shorter than its header".into()))
+}

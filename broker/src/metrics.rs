@@ -1,0 +1,275 @@
+//! Prometheus metrics, named `metrobus_<subsystem>_<name>` with counters
+//! ending in `_total` and units in the name, and the HTTP endpoint that
+//! serves them with the health checks.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, LazyLock};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+/// The registry every metric here is registered in.
+pub static REGISTRY: LazyLock<Registry> = LazyLock::new(|| {
+    let registry = Registry::new();
+    #[cfg(target_os = "linux")]
+    {
+        let process = prometheus::process_collector::ProcessCollector::for_self();
+        let _ = registry.register(Box::new(process));
+    }
+    registry
+});
+
+fn register<T: prometheus::core::Collector + Clone + 'static>(metric: T) -> T {
+    // Registration only fails on a duplicate name, which is a programming
+    // error caught by the tests; the metric still works unregistered.
+    if let Err(e) = REGISTRY.register(Box::new(metric.clone())) {
+        warn!(error = %e, "metric registration failed");
+    }
+    metric
+}
+
+fn counter_vec(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    register(IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric"))
+}
+
+fn gauge_vec(name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    register(IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric"))
+}
+
+/// Requests handled, by API name.
+pub static REQUESTS_TOTAL: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "metrobus_requests_total",
+        "Kafka requests handled, by API",
+        &["api"],
+    )
+});
+
+/// Request latency from decode to response, by API.
+pub static REQUEST_DURATION_SECONDS: LazyLock<HistogramVec> = LazyLock::new(|| {
+    let opts = HistogramOpts::new(
+        "metrobus_request_duration_seconds",
+        "Time from a request's decode to its response, by API",
+    )
+    .buckets(prometheus::exponential_buckets(0.0001, 2.0, 18).expect("valid buckets"));
+    register(HistogramVec::new(opts, &["api"]).expect("valid metric"))
+});
+
+/// Partition-level errors returned, by API and Kafka error code.
+pub static REQUEST_ERRORS_TOTAL: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "metrobus_request_errors_total",
+        "Errors returned to clients, by API and Kafka error code",
+        &["api", "error_code"],
+    )
+});
+
+/// Record-batch bytes appended, by topic.
+pub static BYTES_IN_TOTAL: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "metrobus_topic_bytes_in_total",
+        "Record bytes appended, by topic",
+        &["topic"],
+    )
+});
+
+/// Record-batch bytes served to fetchers, by topic.
+pub static BYTES_OUT_TOTAL: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "metrobus_topic_bytes_out_total",
+        "Record bytes fetched, by topic",
+        &["topic"],
+    )
+});
+
+/// Records appended, by topic.
+pub static MESSAGES_IN_TOTAL: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "metrobus_topic_messages_in_total",
+        "Records appended, by topic",
+        &["topic"],
+    )
+});
+
+/// Log end offset per partition.
+pub static LOG_END_OFFSET: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    gauge_vec(
+        "metrobus_partition_log_end_offset",
+        "The next offset to be written, per partition",
+        &["topic", "partition"],
+    )
+});
+
+/// Log start offset per partition.
+pub static LOG_START_OFFSET: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    gauge_vec(
+        "metrobus_partition_log_start_offset",
+        "The first offset still stored, per partition",
+        &["topic", "partition"],
+    )
+});
+
+/// Partitions hosted by this node.
+pub static PARTITIONS: LazyLock<IntGauge> = LazyLock::new(|| {
+    register(IntGauge::new("metrobus_partitions", "Partitions hosted by this node").expect("valid"))
+});
+
+/// Topics known to this node.
+pub static TOPICS: LazyLock<IntGauge> = LazyLock::new(|| {
+    register(IntGauge::new("metrobus_topics", "Topics in the cluster").expect("valid"))
+});
+
+/// Open client connections.
+pub static CONNECTIONS: LazyLock<IntGauge> = LazyLock::new(|| {
+    register(IntGauge::new("metrobus_connections", "Open Kafka connections").expect("valid"))
+});
+
+/// Connections accepted and rejected (over `max.connections`).
+pub static CONNECTIONS_TOTAL: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "metrobus_connections_total",
+        "Kafka connections by outcome (accepted, rejected)",
+        &["outcome"],
+    )
+});
+
+/// Connections closed for a protocol violation, by reason.
+pub static CONNECTIONS_CLOSED_TOTAL: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "metrobus_connections_closed_total",
+        "Kafka connections closed by the broker, by reason",
+        &["reason"],
+    )
+});
+
+/// Time of one log write batch (RocksDB write and, when durable, fsync).
+pub static LOG_WRITE_SECONDS: LazyLock<Histogram> = LazyLock::new(|| {
+    let opts = HistogramOpts::new(
+        "metrobus_log_write_duration_seconds",
+        "Time of one group-committed log write (including fsync when durable)",
+    )
+    .buckets(prometheus::exponential_buckets(0.00005, 2.0, 18).expect("valid buckets"));
+    register(Histogram::with_opts(opts).expect("valid metric"))
+});
+
+/// Appends per group commit.
+pub static LOG_WRITE_APPENDS: LazyLock<Histogram> = LazyLock::new(|| {
+    let opts = HistogramOpts::new(
+        "metrobus_log_write_appends",
+        "Batches appended per group-committed log write",
+    )
+    .buckets(prometheus::exponential_buckets(1.0, 2.0, 12).expect("valid buckets"));
+    register(Histogram::with_opts(opts).expect("valid metric"))
+});
+
+/// Bytes removed by retention and DeleteRecords.
+pub static LOG_DELETED_BYTES_TOTAL: LazyLock<IntCounter> = LazyLock::new(|| {
+    register(
+        IntCounter::new(
+            "metrobus_log_deleted_bytes_total",
+            "Stored bytes removed by retention, DeleteRecords and topic deletion",
+        )
+        .expect("valid"),
+    )
+});
+
+/// Renders every metric in the Prometheus text format.
+pub fn render() -> String {
+    let mut buffer = Vec::new();
+    let encoder = TextEncoder::new();
+    if let Err(e) = encoder.encode(&REGISTRY.gather(), &mut buffer) {
+        warn!(error = %e, "metrics encoding failed");
+    }
+    String::from_utf8(buffer).unwrap_or_default()
+}
+
+/// Touches every static so all metrics show from the first scrape.
+pub fn init() {
+    LazyLock::force(&REQUESTS_TOTAL);
+    LazyLock::force(&REQUEST_DURATION_SECONDS);
+    LazyLock::force(&REQUEST_ERRORS_TOTAL);
+    LazyLock::force(&BYTES_IN_TOTAL);
+    LazyLock::force(&BYTES_OUT_TOTAL);
+    LazyLock::force(&MESSAGES_IN_TOTAL);
+    LazyLock::force(&LOG_END_OFFSET);
+    LazyLock::force(&LOG_START_OFFSET);
+    LazyLock::force(&PARTITIONS);
+    LazyLock::force(&TOPICS);
+    LazyLock::force(&CONNECTIONS);
+    LazyLock::force(&CONNECTIONS_TOTAL);
+    LazyLock::force(&CONNECTIONS_CLOSED_TOTAL);
+    LazyLock::force(&LOG_WRITE_SECONDS);
+    LazyLock::force(&LOG_WRITE_APPENDS);
+    LazyLock::force(&LOG_DELETED_BYTES_TOTAL);
+}
+
+fn respond(request: &Request<Incoming>, ready: bool) -> Response<Full<Bytes>> {
+    let (status, content_type, body) = match request.uri().path() {
+        "/metrics" => (StatusCode::OK, "text/plain; version=0.0.4", render()),
+        "/health/live" => (StatusCode::OK, "text/plain", "live\n".to_owned()),
+        "/health/ready" if ready => (StatusCode::OK, "text/plain", "ready\n".to_owned()),
+        "/health/ready" => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "text/plain",
+            "not ready\n".to_owned(),
+        ),
+        _ => (
+            StatusCode::NOT_FOUND,
+            "text/plain",
+            "not found\n".to_owned(),
+        ),
+    };
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    if let Ok(value) = content_type.parse() {
+        let _ = response
+            .headers_mut()
+            .insert(hyper::header::CONTENT_TYPE, value);
+    }
+    response
+}
+
+/// Serves `/metrics`, `/health/live` and `/health/ready` until cancelled.
+pub async fn serve_http(
+    listener: TcpListener,
+    ready: Arc<AtomicBool>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let (stream, peer): (_, SocketAddr) = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    warn!(error = %e, "http accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let ready = ready.clone();
+        let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+            let is_ready = ready.load(Ordering::Acquire);
+            async move { Ok::<_, Infallible>(respond(&request, is_ready)) }
+        });
+        let _task = tokio::spawn(async move {
+            let connection = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service);
+            if let Err(e) = connection.await {
+                debug!(%peer, error = %e, "http connection ended with an error");
+            }
+        });
+    }
+}

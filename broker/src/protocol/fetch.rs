@@ -1,0 +1,138 @@
+//! Fetch: resolve partitions, one long-polling read through the replica
+//! manager, then map the results back in request order.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{ApiKey, FetchRequest, FetchResponse};
+
+use crate::broker::Broker;
+use crate::error::Error;
+use crate::protocol::{count_error, RequestContext};
+use crate::replication::fetch::{FetchData, FetchLimits, FetchSpec};
+
+/// Kafka's `fetch.max.bytes` default: the most one fetch response carries.
+pub const FETCH_MAX_BYTES: usize = 57_671_680;
+
+pub async fn handle(
+    broker: Arc<Broker>,
+    context: RequestContext,
+    request: FetchRequest,
+) -> FetchResponse {
+    let version = context.api_version;
+    let image = broker.image();
+    let mut specs = Vec::new();
+    // Per topic, per partition: an early error or an index into `specs`.
+    let mut plan: Vec<Vec<(i32, Result<usize, Error>)>> = Vec::with_capacity(request.topics.len());
+    for topic in &request.topics {
+        let record = if version >= 13 {
+            image.topic_by_id(&topic.topic_id)
+        } else {
+            image.topic(topic.topic.as_str())
+        };
+        let unknown = if version >= 13 {
+            ResponseError::UnknownTopicId
+        } else {
+            ResponseError::UnknownTopicOrPartition
+        };
+        let entries = topic
+            .partitions
+            .iter()
+            .map(|p| {
+                let slot = match record.map(|r| broker.replicas.logs().get(r.id, p.partition)) {
+                    None => Err(Error::api(unknown)),
+                    Some(None) => Err(Error::api(ResponseError::UnknownTopicOrPartition)),
+                    Some(Some(log)) => {
+                        specs.push(FetchSpec {
+                            log,
+                            fetch_offset: p.fetch_offset,
+                            partition_max_bytes: p.partition_max_bytes.max(0) as usize,
+                            current_leader_epoch: p.current_leader_epoch,
+                        });
+                        Ok(specs.len() - 1)
+                    }
+                };
+                (p.partition, slot)
+            })
+            .collect();
+        plan.push(entries);
+    }
+    let limits = FetchLimits {
+        max_wait: Duration::from_millis(request.max_wait_ms.max(0) as u64),
+        min_bytes: request.min_bytes.max(0) as usize,
+        max_bytes: (request.max_bytes.max(0) as usize).min(FETCH_MAX_BYTES),
+    };
+    let results = match broker.replicas.fetch(specs, limits).await {
+        Ok(data) => data,
+        Err(e) => {
+            count_error(ApiKey::Fetch, e.code());
+            return FetchResponse::default().with_error_code(e.code());
+        }
+    };
+    let mut results: Vec<Option<FetchData>> = results.into_iter().map(Some).collect();
+    let read_committed = request.isolation_level == 1;
+    let responses = request
+        .topics
+        .iter()
+        .zip(plan)
+        .map(|(topic, entries)| {
+            let partitions = entries
+                .into_iter()
+                .map(|(index, slot)| {
+                    let data = slot.and_then(|i| {
+                        results[i]
+                            .take()
+                            .ok_or_else(|| Error::Internal("fetch result taken twice".into()))
+                    });
+                    partition_data(index, data, read_committed)
+                })
+                .collect();
+            FetchableTopicResponse::default()
+                .with_topic(topic.topic.clone())
+                .with_topic_id(topic.topic_id)
+                .with_partitions(partitions)
+        })
+        .collect();
+    FetchResponse::default().with_responses(responses)
+}
+
+fn partition_data(
+    index: i32,
+    data: Result<FetchData, Error>,
+    read_committed: bool,
+) -> PartitionData {
+    let base = PartitionData::default()
+        .with_partition_index(index)
+        .with_aborted_transactions(read_committed.then(Vec::new));
+    let failed = |e: Error| {
+        count_error(ApiKey::Fetch, e.code());
+        PartitionData::default()
+            .with_partition_index(index)
+            .with_error_code(e.code())
+            .with_high_watermark(-1)
+            .with_last_stable_offset(-1)
+            .with_log_start_offset(-1)
+            .with_records(Some(Bytes::new()))
+    };
+    match data {
+        Err(e) => failed(e),
+        Ok(data) => {
+            let with_offsets = base
+                .with_high_watermark(data.high_watermark)
+                .with_last_stable_offset(data.high_watermark)
+                .with_log_start_offset(data.log_start_offset);
+            match data.result {
+                Ok(records) => with_offsets.with_records(Some(records)),
+                Err(e) => {
+                    count_error(ApiKey::Fetch, e.code());
+                    with_offsets
+                        .with_error_code(e.code())
+                        .with_records(Some(Bytes::new()))
+                }
+            }
+        }
+    }
+}

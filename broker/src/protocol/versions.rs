@@ -1,0 +1,67 @@
+//! The one table of APIs and versions this broker implements. ApiVersions
+//! advertises exactly this; the connection refuses anything outside it.
+
+use kafka_protocol::messages::ApiKey;
+
+/// `(api, min version, max version, metric label)`.
+pub const SUPPORTED: &[(ApiKey, i16, i16, &str)] = &[
+    (ApiKey::Produce, 3, 13, "produce"),
+    (ApiKey::Fetch, 4, 17, "fetch"),
+    (ApiKey::ListOffsets, 1, 10, "list_offsets"),
+    (ApiKey::Metadata, 0, 13, "metadata"),
+    (ApiKey::ApiVersions, 0, 4, "api_versions"),
+    (ApiKey::CreateTopics, 2, 7, "create_topics"),
+    (ApiKey::DeleteTopics, 1, 6, "delete_topics"),
+    (ApiKey::DeleteRecords, 0, 2, "delete_records"),
+    (
+        ApiKey::OffsetForLeaderEpoch,
+        2,
+        4,
+        "offset_for_leader_epoch",
+    ),
+    (ApiKey::DescribeConfigs, 1, 4, "describe_configs"),
+    (ApiKey::AlterConfigs, 0, 2, "alter_configs"),
+    (ApiKey::CreatePartitions, 0, 3, "create_partitions"),
+    (
+        ApiKey::IncrementalAlterConfigs,
+        0,
+        1,
+        "incremental_alter_configs",
+    ),
+    (ApiKey::DescribeCluster, 0, 2, "describe_cluster"),
+];
+
+/// Whether `version` of `api` is implemented.
+pub fn is_supported(api: ApiKey, version: i16) -> bool {
+    SUPPORTED
+        .iter()
+        .any(|&(key, min, max, _)| key == api && (min..=max).contains(&version))
+}
+
+/// The metric label of an API.
+pub fn api_name(api: ApiKey) -> &'static str {
+    SUPPORTED
+        .iter()
+        .find(|entry| entry.0 == api)
+        .map(|entry| entry.3)
+        .unwrap_or("other")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn never_beyond_what_the_codec_covers() {
+        for &(key, min, max, _) in SUPPORTED {
+            let codec = key.valid_versions();
+            assert!(
+                min >= codec.min && max <= codec.max,
+                "{key:?} {min}..{max} vs {codec}"
+            );
+        }
+        assert!(is_supported(ApiKey::Produce, 3));
+        assert!(!is_supported(ApiKey::Produce, 2));
+        assert!(!is_supported(ApiKey::JoinGroup, 0));
+    }
+}

@@ -1,0 +1,303 @@
+//! [`ReplicaManager`]: one call per request, fanned out per partition.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use kafka_protocol::error::ResponseError;
+use tokio::sync::oneshot;
+use tracing::{debug, warn};
+
+use crate::cluster::metadata::MetadataImage;
+use crate::config::BrokerConfig;
+use crate::error::{Error, Result};
+use crate::log::partition::PartitionLog;
+use crate::log::retention::{self, RetentionPolicy};
+use crate::log::topic_config::TopicConfig;
+use crate::log::writer::{AppendJob, AppendResult, TruncateFront};
+use crate::log::{reader, LogManager};
+
+/// ListOffsets special timestamps.
+pub const LATEST_TIMESTAMP: i64 = -1;
+pub const EARLIEST_TIMESTAMP: i64 = -2;
+pub const MAX_TIMESTAMP: i64 = -3;
+pub const EARLIEST_LOCAL_TIMESTAMP: i64 = -4;
+pub const LATEST_TIERED_TIMESTAMP: i64 = -5;
+
+/// One partition's share of a produce request, already authorised and
+/// resolved to a hosted log.
+#[derive(Debug)]
+pub struct AppendRequest {
+    pub partition: Arc<PartitionLog>,
+    pub records: Bytes,
+    pub max_message_bytes: i32,
+}
+
+/// The answer to a ListOffsets lookup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OffsetAndTimestamp {
+    pub offset: i64,
+    pub timestamp: i64,
+    pub leader_epoch: i32,
+}
+
+/// Owns the hosted partitions' read and write paths.
+#[derive(Debug)]
+pub struct ReplicaManager {
+    pub(crate) logs: Arc<LogManager>,
+    pub(crate) config: Arc<BrokerConfig>,
+}
+
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn storage_gone() -> Error {
+    Error::api_msg(
+        ResponseError::KafkaStorageError,
+        "log writer dropped the request",
+    )
+}
+
+impl ReplicaManager {
+    pub fn new(logs: Arc<LogManager>, config: Arc<BrokerConfig>) -> Self {
+        ReplicaManager { logs, config }
+    }
+
+    pub fn logs(&self) -> &Arc<LogManager> {
+        &self.logs
+    }
+
+    /// Hosts every partition in the image (creating empty logs for new
+    /// ones). Blocking.
+    pub fn reconcile(&self, image: &MetadataImage) -> Result<()> {
+        for topic in image.topics() {
+            self.logs.ensure_partitions(topic)?;
+        }
+        crate::metrics::TOPICS.set(image.topics().count() as i64);
+        Ok(())
+    }
+
+    /// Queues every partition's batch with the writer now (fixing their
+    /// order), and returns a future of the results in request order.
+    pub fn append_records(
+        &self,
+        requests: Vec<AppendRequest>,
+    ) -> impl Future<Output = Vec<Result<AppendResult>>> + Send + 'static {
+        let writer = self.logs.writer();
+        let replies: Vec<_> = requests
+            .into_iter()
+            .map(|request| {
+                let (reply, done) = oneshot::channel();
+                writer.append(AppendJob {
+                    partition: request.partition,
+                    records: request.records,
+                    max_message_bytes: request.max_message_bytes,
+                    reply,
+                });
+                done
+            })
+            .collect();
+        async move {
+            let mut results = Vec::with_capacity(replies.len());
+            for done in replies {
+                results.push(done.await.unwrap_or_else(|_| Err(storage_gone())));
+            }
+            results
+        }
+    }
+
+    /// ListOffsets for one partition.
+    pub async fn list_offset(
+        &self,
+        log: Arc<PartitionLog>,
+        timestamp: i64,
+    ) -> Result<OffsetAndTimestamp> {
+        let offsets = log.offsets();
+        let epoch_at = |offset: i64| log.epoch_for_offset(offset).unwrap_or(offsets.leader_epoch);
+        let plain = |offset: i64| OffsetAndTimestamp {
+            offset,
+            timestamp: -1,
+            leader_epoch: epoch_at(offset),
+        };
+        match timestamp {
+            EARLIEST_TIMESTAMP | EARLIEST_LOCAL_TIMESTAMP => Ok(plain(offsets.log_start_offset)),
+            LATEST_TIMESTAMP => Ok(plain(offsets.high_watermark)),
+            LATEST_TIERED_TIMESTAMP => Ok(OffsetAndTimestamp {
+                offset: -1,
+                timestamp: -1,
+                leader_epoch: -1,
+            }),
+            MAX_TIMESTAMP | 0.. => {
+                let db = self.logs.db().clone();
+                let lookup_log = log.clone();
+                let found = tokio::task::spawn_blocking(move || {
+                    let p = &lookup_log;
+                    if timestamp == MAX_TIMESTAMP {
+                        reader::max_timestamp(
+                            &db,
+                            p,
+                            offsets.log_start_offset,
+                            offsets.high_watermark,
+                        )
+                    } else {
+                        reader::offset_for_timestamp(
+                            &db,
+                            p,
+                            timestamp,
+                            offsets.log_start_offset,
+                            offsets.high_watermark,
+                        )
+                    }
+                })
+                .await
+                .map_err(|e| Error::Internal(format!("offset lookup task: {e}")))??;
+                Ok(match found {
+                    Some((offset, ts)) => OffsetAndTimestamp {
+                        offset,
+                        timestamp: ts,
+                        leader_epoch: epoch_at(offset),
+                    },
+                    None => OffsetAndTimestamp {
+                        offset: -1,
+                        timestamp: -1,
+                        leader_epoch: -1,
+                    },
+                })
+            }
+            _ => Err(Error::api_msg(
+                ResponseError::InvalidRequest,
+                format!("unknown special timestamp {timestamp}"),
+            )),
+        }
+    }
+
+    /// DeleteRecords for one partition: moves the log start offset to
+    /// `offset` (-1: the high watermark) and frees whole batches below it.
+    /// Returns the new low watermark.
+    pub async fn delete_records(&self, log: Arc<PartitionLog>, offset: i64) -> Result<i64> {
+        let offsets = log.offsets();
+        let target = if offset == -1 {
+            offsets.high_watermark
+        } else {
+            offset
+        };
+        if target < 0 || target > offsets.high_watermark {
+            return Err(Error::api_msg(
+                ResponseError::OffsetOutOfRange,
+                format!(
+                    "cannot delete records before offset {offset}: the high watermark is {}",
+                    offsets.high_watermark
+                ),
+            ));
+        }
+        if target <= offsets.log_start_offset {
+            return Ok(offsets.log_start_offset);
+        }
+        self.truncate_front(log, target, offsets.high_watermark)
+            .await
+    }
+
+    async fn truncate_front(
+        &self,
+        log: Arc<PartitionLog>,
+        new_start: i64,
+        upper: i64,
+    ) -> Result<i64> {
+        let db = self.logs.db().clone();
+        let scan_log = log.clone();
+        let (delete_below, freed_bytes) = tokio::task::spawn_blocking(move || {
+            reader::front_below(&db, &scan_log, new_start, upper)
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("delete records task: {e}")))??;
+        let (reply, done) = oneshot::channel();
+        self.logs.writer().truncate_front(TruncateFront {
+            partition: log,
+            new_start,
+            delete_below,
+            freed_bytes,
+            reply,
+        })?;
+        done.await.unwrap_or_else(|_| Err(storage_gone()))
+    }
+
+    /// One retention pass over every hosted partition.
+    pub async fn apply_retention(&self, image: &MetadataImage) {
+        for log in self.logs.all() {
+            let Some(topic) = image.topic_by_id(&log.topic_id) else {
+                continue;
+            };
+            let config = TopicConfig::resolve(&topic.configs, &self.config);
+            let policy = RetentionPolicy {
+                retention_ms: config.retention_ms,
+                retention_bytes: config.retention_bytes,
+            };
+            if policy.retention_ms < 0 && policy.retention_bytes < 0 {
+                continue;
+            }
+            let offsets = log.offsets();
+            let total = log.lock().size_bytes;
+            let db = self.logs.db().clone();
+            let scan_log = log.clone();
+            let decision = tokio::task::spawn_blocking(move || {
+                let mut batches = Vec::new();
+                // Collect lazily: decide() stops at the first kept batch, so
+                // scan only while the policy could still delete.
+                let now = now_ms();
+                let mut freed = 0;
+                reader::scan(&db, &scan_log, offsets.high_watermark, |info, _| {
+                    let expired = policy.retention_ms >= 0
+                        && info.max_timestamp < now.saturating_sub(policy.retention_ms);
+                    let oversized = policy.retention_bytes >= 0
+                        && total - freed - info.size >= policy.retention_bytes;
+                    batches.push(info);
+                    freed += info.size;
+                    expired || oversized
+                })
+                .map(|()| retention::decide(batches, policy, now, total, offsets.high_watermark))
+            })
+            .await;
+            match decision {
+                Ok(Ok(Some(truncation))) => {
+                    debug!(topic = %log.topic, partition = log.partition,
+                        new_log_start = truncation.new_log_start, "retention deletes old batches");
+                    if let Err(e) = self
+                        .truncate_front(
+                            log.clone(),
+                            truncation.new_log_start,
+                            offsets.high_watermark,
+                        )
+                        .await
+                    {
+                        warn!(topic = %log.topic, partition = log.partition, error = %e, "retention failed");
+                    }
+                }
+                Ok(Ok(None)) => {}
+                Ok(Err(e)) => warn!(topic = %log.topic, error = %e, "retention scan failed"),
+                Err(e) => warn!(error = %e, "retention task failed"),
+            }
+        }
+    }
+
+    /// Runs retention every `log.retention.check.interval.ms` until cancelled.
+    pub async fn retention_loop(
+        self: Arc<Self>,
+        image: impl Fn() -> Arc<MetadataImage> + Send + 'static,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) {
+        let period = Duration::from_millis(self.config.log_retention_check_interval_ms);
+        let mut ticker = tokio::time::interval(period);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = ticker.tick() => self.apply_retention(&image()).await,
+            }
+        }
+    }
+}
