@@ -93,6 +93,9 @@ pub struct BrokerConfig {
     /// `shutdown.timeout.ms`: how long a clean shutdown waits for requests
     /// in flight before aborting them.
     pub shutdown_timeout_ms: u64,
+    /// Names of the settings given explicitly (file, environment or flag),
+    /// so DescribeConfigs can tell a static setting from a default.
+    pub explicit: std::collections::BTreeSet<String>,
 }
 
 impl Default for BrokerConfig {
@@ -118,6 +121,7 @@ impl Default for BrokerConfig {
             connections_max_idle_ms: 10 * 60 * 1000,
             queued_max_requests: 500,
             shutdown_timeout_ms: 10_000,
+            explicit: std::collections::BTreeSet::new(),
         }
     }
 }
@@ -184,6 +188,7 @@ impl BrokerConfig {
             "shutdown.timeout.ms" => self.shutdown_timeout_ms = parse(name, value)?,
             other => bail!("unknown setting `{other}`"),
         }
+        let _ = self.explicit.insert(name.to_owned());
         Ok(())
     }
 
@@ -212,6 +217,11 @@ impl BrokerConfig {
             "shutdown.timeout.ms" => self.shutdown_timeout_ms.to_string(),
             _ => return None,
         })
+    }
+
+    /// Whether a setting was given explicitly rather than left at default.
+    pub fn is_explicit(&self, name: &str) -> bool {
+        self.explicit.contains(name)
     }
 
     /// The address clients are told to connect to.
@@ -421,6 +431,18 @@ mod tests {
             env_name("auto.create.topics.enable"),
             "METROBUS_AUTO_CREATE_TOPICS_ENABLE"
         );
+    }
+
+    #[test]
+    fn documented_single_node_file_lists_every_setting_at_its_default() {
+        let text = include_str!("../../config/single.toml");
+        let mut from_file = BrokerConfig::default();
+        from_file.apply_toml(text).unwrap();
+        let defaults = BrokerConfig::default();
+        for name in SETTING_NAMES {
+            assert_eq!(from_file.get(name), defaults.get(name), "{name}");
+            assert!(text.contains(name), "config/single.toml documents {name}");
+        }
     }
 
     #[test]

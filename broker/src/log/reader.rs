@@ -55,7 +55,7 @@ pub fn read(
         let batch = header(value)?;
         if batch.last_offset() >= fetch_offset {
             let fits = out.len() + value.len() <= max_bytes;
-            if !fits && !(out.is_empty() && min_one) {
+            if !fits && (!out.is_empty() || !min_one) {
                 break;
             }
             out.extend_from_slice(value);

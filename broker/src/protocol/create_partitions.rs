@@ -36,7 +36,8 @@ fn check(broker: &Broker, topic: &CreatePartitionsTopic) -> Result<()> {
             format!("Topic already has {current} partition(s)."),
         ));
     }
-    if let Some(assignments) = &topic.assignments {
+    // Null means automatic placement; some clients send an empty list.
+    if let Some(assignments) = topic.assignments.as_ref().filter(|a| !a.is_empty()) {
         let added = (topic.count - current) as usize;
         if assignments.len() != added {
             return Err(Error::api_msg(

@@ -52,16 +52,15 @@ pub fn topic_entries(
         .iter()
         .map(|def| {
             let default = topic_config::default_value(def, broker);
-            let default_source = if def.broker_default.is_some() {
-                SOURCE_STATIC_BROKER
-            } else {
-                SOURCE_DEFAULT
+            let default_source = match def.broker_default {
+                Some(name) if broker.is_explicit(name) => SOURCE_STATIC_BROKER,
+                _ => SOURCE_DEFAULT,
             };
             let mut synonyms = Vec::new();
             if let Some(value) = overrides.get(def.name) {
                 synonyms.push((def.name.to_owned(), value.clone(), SOURCE_TOPIC));
             }
-            if let Some(broker_name) = def.broker_default {
+            if let Some(broker_name) = def.broker_default.filter(|n| broker.is_explicit(n)) {
                 synonyms.push((
                     broker_name.to_owned(),
                     default.clone(),
@@ -96,11 +95,16 @@ pub fn broker_entries(broker: &BrokerConfig) -> Vec<ConfigEntry> {
         .iter()
         .filter_map(|name| {
             let value = broker.get(name)?;
+            let source = if broker.is_explicit(name) {
+                SOURCE_STATIC_BROKER
+            } else {
+                SOURCE_DEFAULT
+            };
             Some(ConfigEntry {
                 name: (*name).to_owned(),
-                synonyms: vec![((*name).to_owned(), value.clone(), SOURCE_STATIC_BROKER)],
+                synonyms: vec![((*name).to_owned(), value.clone(), source)],
                 value,
-                source: SOURCE_STATIC_BROKER,
+                source,
                 config_type: TYPE_STRING,
                 read_only: true,
             })
@@ -169,9 +173,11 @@ pub async fn handle(
                     let configs = entries
                         .into_iter()
                         .filter(|e| {
+                            // Null (or empty) asks for every config.
                             resource
                                 .configuration_keys
                                 .as_ref()
+                                .filter(|keys| !keys.is_empty())
                                 .is_none_or(|keys| keys.iter().any(|k| k.as_str() == e.name))
                         })
                         .map(|e| to_wire(e, request.include_synonyms, context.api_version))

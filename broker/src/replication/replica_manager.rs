@@ -291,7 +291,9 @@ impl ReplicaManager {
         shutdown: tokio_util::sync::CancellationToken,
     ) {
         let period = Duration::from_millis(self.config.log_retention_check_interval_ms);
-        let mut ticker = tokio::time::interval(period);
+        // Like Kafka's initial task delay: the first pass waits one period,
+        // so startup is not slowed by a scan of every partition.
+        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {

@@ -1,0 +1,393 @@
+//! Topic administration, configs, offsets lookups, DeleteRecords and
+//! retention through an in-process broker.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{batch, creatable, name, values, TestBroker};
+use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
+use kafka_protocol::messages::delete_records_request::{
+    DeleteRecordsPartition, DeleteRecordsTopic,
+};
+use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
+use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+use kafka_protocol::messages::incremental_alter_configs_request::{
+    AlterConfigsResource, AlterableConfig,
+};
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::records::Compression;
+
+fn s(v: &str) -> StrBytes {
+    StrBytes::from_string(v.to_owned())
+}
+
+#[tokio::test]
+async fn create_topics_validates_like_kafka() {
+    let broker = TestBroker::start_with(|c| c.num_partitions = 3).await;
+    let mut client = broker.client().await;
+    let response = client
+        .create_topics(
+            vec![
+                creatable("ok", -1, &[("retention.ms", "1000")]),
+                creatable("bad/name", 1, &[]),
+                creatable("zero", 0, &[]),
+                creatable("badconf", 1, &[("retention.ms", "soon")]),
+                creatable("unknownconf", 1, &[("no.such", "1")]),
+                creatable("dup", 1, &[]),
+                creatable("dup", 1, &[]),
+                creatable("rf3", 1, &[]).with_replication_factor(3),
+            ],
+            false,
+        )
+        .await;
+    let codes: Vec<(String, i16)> = response
+        .topics
+        .iter()
+        .map(|t| (t.name.to_string(), t.error_code))
+        .collect();
+    assert_eq!(
+        codes,
+        vec![
+            ("ok".into(), 0),
+            ("bad/name".into(), 17),
+            ("zero".into(), 37),
+            ("badconf".into(), 40),
+            ("unknownconf".into(), 40),
+            ("dup".into(), 42),
+            ("dup".into(), 42),
+            ("rf3".into(), 38),
+        ]
+    );
+    assert_eq!(response.topics[0].num_partitions, 3);
+    assert_ne!(response.topics[0].topic_id, uuid::Uuid::nil());
+    let again = client
+        .create_topics(vec![creatable("ok", 1, &[])], false)
+        .await;
+    assert_eq!(again.topics[0].error_code, 36);
+    // validate_only creates nothing.
+    let dry = client
+        .create_topics(vec![creatable("dry", 2, &[])], true)
+        .await;
+    assert_eq!(dry.topics[0].error_code, 0);
+    let metadata: MetadataResponse = client
+        .send(
+            ApiKey::Metadata,
+            12,
+            &MetadataRequest::default().with_topics(None),
+        )
+        .await;
+    let names: Vec<String> = metadata
+        .topics
+        .iter()
+        .filter_map(|t| t.name.as_ref().map(|n| n.to_string()))
+        .collect();
+    assert_eq!(names, vec!["ok"]);
+    broker.running.shutdown().await;
+}
+
+#[tokio::test]
+async fn metadata_auto_creates_only_when_allowed() {
+    let broker = TestBroker::start_with(|c| c.num_partitions = 2).await;
+    let mut client = broker.client().await;
+    let ask = |topic: &str, allow: bool| {
+        MetadataRequest::default()
+            .with_topics(Some(vec![
+                MetadataRequestTopic::default().with_name(Some(name(topic)))
+            ]))
+            .with_allow_auto_topic_creation(allow)
+    };
+    let r: MetadataResponse = client.send(ApiKey::Metadata, 12, &ask("auto", false)).await;
+    assert_eq!(r.topics[0].error_code, 3);
+    let r: MetadataResponse = client.send(ApiKey::Metadata, 12, &ask("auto", true)).await;
+    assert_eq!(r.topics[0].error_code, 0);
+    assert_eq!(r.topics[0].partitions.len(), 2);
+    assert_eq!(r.brokers.len(), 1);
+    let r: MetadataResponse = client
+        .send(ApiKey::Metadata, 12, &ask("in valid", true))
+        .await;
+    assert_eq!(r.topics[0].error_code, 17);
+    broker.running.shutdown().await;
+
+    let broker = TestBroker::start_with(|c| c.auto_create_topics_enable = false).await;
+    let mut client = broker.client().await;
+    let r: MetadataResponse = client.send(ApiKey::Metadata, 12, &ask("auto", true)).await;
+    assert_eq!(r.topics[0].error_code, 3);
+    broker.running.shutdown().await;
+}
+
+#[tokio::test]
+async fn delete_topic_and_create_partitions() {
+    let broker = TestBroker::start().await;
+    let mut client = broker.client().await;
+    client.create_topic("gone", 1).await;
+    let _ = client
+        .produce("gone", 0, batch(&["x"], 0, Compression::None), 1)
+        .await;
+    let request = DeleteTopicsRequest::default().with_topics(vec![
+        DeleteTopicState::default().with_name(Some(name("gone"))),
+        DeleteTopicState::default().with_name(Some(name("never"))),
+    ]);
+    let response: DeleteTopicsResponse = client.send(ApiKey::DeleteTopics, 6, &request).await;
+    assert_eq!(response.responses[0].error_code, 0);
+    assert_eq!(response.responses[1].error_code, 3);
+    assert_eq!(
+        client.fetch("gone", 0, 0, 0).await.responses[0].partitions[0].error_code,
+        3
+    );
+    // A new topic of the same name starts empty.
+    client.create_topic("gone", 1).await;
+    assert_eq!(
+        client.fetch("gone", 0, 0, 0).await.responses[0].partitions[0].high_watermark,
+        0
+    );
+
+    let grow = |count| {
+        CreatePartitionsRequest::default().with_topics(vec![CreatePartitionsTopic::default()
+            .with_name(name("gone"))
+            .with_count(count)])
+    };
+    let r: CreatePartitionsResponse = client.send(ApiKey::CreatePartitions, 3, &grow(4)).await;
+    assert_eq!(r.results[0].error_code, 0);
+    let r: CreatePartitionsResponse = client.send(ApiKey::CreatePartitions, 3, &grow(2)).await;
+    assert_eq!(r.results[0].error_code, 37);
+    assert_eq!(
+        client
+            .produce("gone", 3, batch(&["p3"], 0, Compression::None), 1)
+            .await,
+        (0, 0)
+    );
+    broker.running.shutdown().await;
+}
+
+#[tokio::test]
+async fn configs_describe_and_incremental_alter() {
+    let broker = TestBroker::start().await;
+    let mut client = broker.client().await;
+    client.create_topic("conf", 1).await;
+    let alter = IncrementalAlterConfigsRequest::default().with_resources(vec![
+        AlterConfigsResource::default()
+            .with_resource_type(2)
+            .with_resource_name(s("conf"))
+            .with_configs(vec![AlterableConfig::default()
+                .with_name(s("retention.ms"))
+                .with_config_operation(0)
+                .with_value(Some(s("12345")))]),
+    ]);
+    let r: IncrementalAlterConfigsResponse = client
+        .send(ApiKey::IncrementalAlterConfigs, 1, &alter)
+        .await;
+    assert_eq!(r.responses[0].error_code, 0);
+    let bad = AlterConfigsRequest::default().with_resources(vec![
+        alter_configs_request::AlterConfigsResource::default()
+            .with_resource_type(2)
+            .with_resource_name(s("conf"))
+            .with_configs(vec![alter_configs_request::AlterableConfig::default()
+                .with_name(s("retention.ms"))
+                .with_value(Some(s("forever")))]),
+    ]);
+    let r: AlterConfigsResponse = client.send(ApiKey::AlterConfigs, 2, &bad).await;
+    assert_eq!(
+        r.responses[0].error_code, 40,
+        "{:?}",
+        r.responses[0].error_message
+    );
+    let missing = AlterConfigsRequest::default().with_resources(vec![
+        alter_configs_request::AlterConfigsResource::default()
+            .with_resource_type(2)
+            .with_resource_name(s("missing"))
+            .with_configs(vec![alter_configs_request::AlterableConfig::default()
+                .with_name(s("retention.ms"))
+                .with_value(Some(s("1000")))]),
+    ]);
+    let r: AlterConfigsResponse = client.send(ApiKey::AlterConfigs, 2, &missing).await;
+    assert_eq!(r.responses[0].error_code, 3);
+    let describe = DescribeConfigsRequest::default().with_resources(vec![
+        DescribeConfigsResource::default()
+            .with_resource_type(2)
+            .with_resource_name(s("conf")),
+        DescribeConfigsResource::default()
+            .with_resource_type(4)
+            .with_resource_name(s("1")),
+        DescribeConfigsResource::default()
+            .with_resource_type(2)
+            .with_resource_name(s("missing")),
+    ]);
+    let r: DescribeConfigsResponse = client.send(ApiKey::DescribeConfigs, 4, &describe).await;
+    let topic = &r.results[0];
+    let retention = topic
+        .configs
+        .iter()
+        .find(|c| c.name.as_str() == "retention.ms")
+        .unwrap();
+    assert_eq!(retention.value.as_deref(), Some("12345"));
+    assert_eq!(retention.config_source, 1);
+    let cleanup = topic
+        .configs
+        .iter()
+        .find(|c| c.name.as_str() == "cleanup.policy")
+        .unwrap();
+    assert_eq!(cleanup.value.as_deref(), Some("delete"));
+    let broker_configs = &r.results[1];
+    assert_eq!(broker_configs.error_code, 0);
+    assert!(broker_configs
+        .configs
+        .iter()
+        .any(|c| c.name.as_str() == "num.partitions"));
+    assert_eq!(r.results[2].error_code, 3);
+    broker.running.shutdown().await;
+}
+
+#[tokio::test]
+async fn list_offsets_by_timestamp_and_delete_records() {
+    let broker = TestBroker::start_with(|c| c.log_retention_ms = -1).await;
+    let mut client = broker.client().await;
+    client.create_topic("times", 1).await;
+    // Retention must not interfere: these timestamps are decades old.
+    // Offsets 0..3 at t=1000.., 3..6 at t=5000.., 6..9 at t=3000..
+    for base in [1_000, 5_000, 3_000] {
+        let (code, _) = client
+            .produce(
+                "times",
+                0,
+                batch(&["a", "b", "c"], base, Compression::None),
+                1,
+            )
+            .await;
+        assert_eq!(code, 0);
+    }
+    let lookup = |ts: i64| {
+        ListOffsetsRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_topics(vec![ListOffsetsTopic::default()
+                .with_name(name("times"))
+                .with_partitions(vec![
+                    ListOffsetsPartition::default().with_timestamp(ts)
+                ])])
+    };
+    let at = |r: ListOffsetsResponse| {
+        (
+            r.topics[0].partitions[0].offset,
+            r.topics[0].partitions[0].timestamp,
+        )
+    };
+    assert_eq!(
+        at(client.send(ApiKey::ListOffsets, 7, &lookup(-2)).await),
+        (0, -1)
+    );
+    assert_eq!(
+        at(client.send(ApiKey::ListOffsets, 7, &lookup(-1)).await),
+        (9, -1)
+    );
+    assert_eq!(
+        at(client.send(ApiKey::ListOffsets, 7, &lookup(1_001)).await),
+        (1, 1_001)
+    );
+    assert_eq!(
+        at(client.send(ApiKey::ListOffsets, 7, &lookup(3_001)).await),
+        (3, 5_000)
+    );
+    assert_eq!(
+        at(client.send(ApiKey::ListOffsets, 7, &lookup(-3)).await),
+        (5, 5_002)
+    );
+    assert_eq!(
+        at(client.send(ApiKey::ListOffsets, 7, &lookup(9_999)).await),
+        (-1, -1)
+    );
+
+    let delete = |offset| {
+        DeleteRecordsRequest::default().with_topics(vec![DeleteRecordsTopic::default()
+            .with_name(name("times"))
+            .with_partitions(vec![DeleteRecordsPartition::default().with_offset(offset)])])
+    };
+    let r: DeleteRecordsResponse = client.send(ApiKey::DeleteRecords, 2, &delete(4)).await;
+    assert_eq!(
+        (
+            r.topics[0].partitions[0].error_code,
+            r.topics[0].partitions[0].low_watermark
+        ),
+        (0, 4)
+    );
+    let r: DeleteRecordsResponse = client.send(ApiKey::DeleteRecords, 2, &delete(100)).await;
+    assert_eq!(r.topics[0].partitions[0].error_code, 1);
+    assert_eq!(
+        at(client.send(ApiKey::ListOffsets, 7, &lookup(-2)).await),
+        (4, -1)
+    );
+    assert_eq!(
+        client.fetch("times", 0, 2, 0).await.responses[0].partitions[0].error_code,
+        1
+    );
+    let response = client.fetch("times", 0, 4, 0).await;
+    assert_eq!(response.responses[0].partitions[0].log_start_offset, 4);
+    broker.running.shutdown().await;
+}
+
+#[tokio::test]
+async fn retention_by_time_and_size_runs_in_background() {
+    let broker = TestBroker::start_with(|c| c.log_retention_check_interval_ms = 100).await;
+    let mut client = broker.client().await;
+    let response = client
+        .create_topics(
+            vec![
+                creatable("old", 1, &[("retention.ms", "60000")]),
+                creatable(
+                    "big",
+                    1,
+                    &[("retention.bytes", "300"), ("retention.ms", "-1")],
+                ),
+            ],
+            false,
+        )
+        .await;
+    assert!(response.topics.iter().all(|t| t.error_code == 0));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let _ = client
+        .produce(
+            "old",
+            0,
+            batch(&["ancient"], now - 3_600_000, Compression::None),
+            1,
+        )
+        .await;
+    let _ = client
+        .produce("old", 0, batch(&["fresh"], now, Compression::None), 1)
+        .await;
+    let filler = "f".repeat(100);
+    for _ in 0..6 {
+        let _ = client
+            .produce("big", 0, batch(&[&filler], now, Compression::None), 1)
+            .await;
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let old = client.fetch("old", 0, 1, 0).await.responses[0].partitions[0].log_start_offset;
+        let big = client.fetch("big", 0, 5, 0).await.responses[0].partitions[0].log_start_offset;
+        if old == 1 && big >= 3 {
+            // Each batch is ~170 bytes: at least 300 bytes (two batches) stay.
+            assert!(
+                big <= 4,
+                "retention.bytes keeps at least the limit, start {big}"
+            );
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "retention did not run: old start {old}, big start {big}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let fresh = client.fetch("old", 0, 1, 0).await;
+    assert_eq!(
+        values(fresh.responses[0].partitions[0].records.as_ref().unwrap()),
+        vec![(1, "fresh".to_owned())]
+    );
+    broker.running.shutdown().await;
+}

@@ -1,0 +1,318 @@
+"""kafka-python (a pure-Python client): a second, independent protocol path.
+
+The broker comes from METROBUS_BOOTSTRAP (an already running broker) or is
+started here from the binary (METROBUS_BIN, else
+$CARGO_TARGET_DIR/release/metrobus, else ~/.cache/metrobus-target/release/
+metrobus) with port 0 and an announce file, like the Rust harness.
+
+Run: $HOME/.cache/metrobus-venv/bin/python -m pytest protocol-tests/python -v
+"""
+
+import os
+import pathlib
+import signal
+import subprocess
+import time
+import uuid
+
+import pytest
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import errors as kerrors
+
+STARTUP_TIMEOUT_S = 60
+OP_TIMEOUT_S = 30
+
+
+def _find_binary():
+    explicit = os.environ.get("METROBUS_BIN")
+    if explicit:
+        if not os.path.isfile(explicit):
+            pytest.fail(f"METROBUS_BIN={explicit} does not exist")
+        return explicit
+    candidates = []
+    target = os.environ.get("CARGO_TARGET_DIR")
+    if target:
+        candidates.append(pathlib.Path(target) / "release" / "metrobus")
+    candidates.append(pathlib.Path.home() / ".cache" / "metrobus-target" / "release" / "metrobus")
+    repo = pathlib.Path(__file__).resolve().parents[2]
+    candidates.append(repo / "target" / "release" / "metrobus")
+    for c in candidates:
+        if c.is_file():
+            return str(c)
+    pytest.fail(
+        "metrobus binary not found (looked at: %s); build it with "
+        "`cargo build --release -p metrobus` or set METROBUS_BIN / METROBUS_BOOTSTRAP"
+        % ", ".join(str(c) for c in candidates)
+    )
+
+
+def _log_tail(path, limit=64 * 1024):
+    try:
+        data = pathlib.Path(path).read_bytes()
+    except OSError as e:
+        return f"(cannot read {path}: {e})"
+    return data[-limit:].decode("utf-8", "replace")
+
+
+class Broker:
+    def __init__(self, bootstrap, proc=None, log_path=None):
+        self.bootstrap = bootstrap
+        self.proc = proc
+        self.log_path = log_path
+
+    def assert_alive(self):
+        if self.proc is not None and self.proc.poll() is not None:
+            pytest.fail(
+                f"broker exited with {self.proc.returncode}\n{_log_tail(self.log_path)}"
+            )
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory):
+    external = os.environ.get("METROBUS_BOOTSTRAP")
+    if external:
+        yield Broker(external)
+        return
+    binary = _find_binary()
+    d = tmp_path_factory.mktemp("metrobus")
+    announce = d / "announce"
+    log_path = d / "broker.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("METROBUS_")}
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [
+                binary,
+                "serve",
+                "--listeners",
+                "127.0.0.1:0",
+                "--http-listener",
+                "127.0.0.1:0",
+                "--data-dir",
+                str(d / "data"),
+                "--announce-file",
+                str(announce),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+    try:
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while not announce.exists():
+            if proc.poll() is not None:
+                pytest.fail(
+                    f"metrobus exited during startup with {proc.returncode}\n{_log_tail(log_path)}"
+                )
+            if time.monotonic() > deadline:
+                pytest.fail(
+                    f"metrobus wrote no announce file within {STARTUP_TIMEOUT_S}s\n"
+                    f"{_log_tail(log_path)}"
+                )
+            time.sleep(0.01)
+        kafka = None
+        for line in announce.read_text().splitlines():
+            if line.startswith("kafka="):
+                kafka = line[len("kafka="):].strip()
+        assert kafka, f"no kafka= line in {announce.read_text()!r}"
+        b = Broker(kafka, proc, log_path)
+        yield b
+        if proc.poll() is not None:
+            pytest.fail(
+                f"broker exited during the tests with {proc.returncode}\n{_log_tail(log_path)}"
+            )
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        print(f"----- broker log {log_path} -----\n{_log_tail(log_path)}")
+
+
+def _name(prefix):
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def admin(broker):
+    a = KafkaAdminClient(
+        bootstrap_servers=broker.bootstrap,
+        client_id="metrobus-kafka-python",
+        request_timeout_ms=OP_TIMEOUT_S * 1000,
+    )
+    yield a
+    a.close()
+
+
+def _create(admin, topic, partitions=1, configs=None):
+    spec = {"num_partitions": partitions, "replication_factor": 1}
+    if configs:
+        spec["configs"] = configs
+    admin.create_topics({topic: spec})
+
+
+def _wait_for(what, cond, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    delay = 0.01
+    while True:
+        if cond():
+            return
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(delay)
+        delay = min(delay * 2, 0.2)
+
+
+def _consumer(broker):
+    return KafkaConsumer(
+        bootstrap_servers=broker.bootstrap,
+        client_id="metrobus-kafka-python",
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        request_timeout_ms=OP_TIMEOUT_S * 1000 + 5000,
+    )
+
+
+def _poll_n(consumer, n, timeout=OP_TIMEOUT_S):
+    out = []
+    deadline = time.monotonic() + timeout
+    while len(out) < n:
+        if time.monotonic() > deadline:
+            pytest.fail(f"got {len(out)} of {n} records within {timeout}s")
+        batches = consumer.poll(timeout_ms=500)
+        for tp in sorted(batches):
+            out.extend(batches[tp])
+    return out
+
+
+def test_admin_create_list_delete(broker, admin):
+    topic = _name("py-admin")
+    _create(admin, topic, partitions=3, configs={"retention.ms": "3600000"})
+    _wait_for("topic in list_topics", lambda: topic in admin.list_topics())
+    described = admin.describe_topics([topic])
+    assert len(described) == 1
+    assert described[0]["name"] == topic
+    assert len(described[0]["partitions"]) == 3
+
+    with pytest.raises(kerrors.TopicAlreadyExistsError):
+        _create(admin, topic)
+    with pytest.raises(kerrors.InvalidTopicError):
+        _create(admin, "bad/name")
+
+    admin.delete_topics([topic])
+    _wait_for("topic gone from list_topics", lambda: topic not in admin.list_topics())
+    with pytest.raises(kerrors.UnknownTopicOrPartitionError):
+        admin.delete_topics([topic])
+    broker.assert_alive()
+
+
+def test_produce_and_consume_in_assign_mode(broker, admin):
+    topic = _name("py-roundtrip")
+    _create(admin, topic, partitions=2)
+    producer = KafkaProducer(
+        bootstrap_servers=broker.bootstrap,
+        client_id="metrobus-kafka-python",
+        acks="all",
+        # Idempotence (InitProducerId) is not part of issue 2; see
+        # test_default_producer_is_idempotent for the default settings.
+        enable_idempotence=False,
+        linger_ms=5,
+        request_timeout_ms=OP_TIMEOUT_S * 1000,
+    )
+    t0 = int(time.time() * 1000) - 60_000
+    sent = []
+    for i in range(50):
+        key = None if i % 10 == 3 else f"key-{i}".encode()
+        value = None if i % 10 == 7 else f"value-{i}".encode() * (i + 1)
+        headers = [("i", str(i).encode()), ("empty", b"")]
+        md = producer.send(
+            topic,
+            key=key,
+            value=value,
+            headers=headers,
+            partition=i % 2,
+            timestamp_ms=t0 + i,
+        ).get(timeout=OP_TIMEOUT_S)
+        assert md.partition == i % 2
+        assert md.offset == i // 2, f"record {i}: offset {md.offset}"
+        sent.append((i % 2, md.offset, key, value, headers, t0 + i))
+    producer.flush(timeout=OP_TIMEOUT_S)
+    producer.close()
+
+    consumer = _consumer(broker)
+    tps = [TopicPartition(topic, 0), TopicPartition(topic, 1)]
+    consumer.assign(tps)
+    consumer.seek_to_beginning(*tps)
+    records = _poll_n(consumer, len(sent))
+    got = sorted(
+        (r.partition, r.offset, r.key, r.value, list(r.headers), r.timestamp) for r in records
+    )
+    assert got == sorted(sent)
+    for r in records:
+        assert r.timestamp_type == 0, "CreateTime"
+
+    assert consumer.beginning_offsets(tps) == {tps[0]: 0, tps[1]: 0}
+    assert consumer.end_offsets(tps) == {tps[0]: 25, tps[1]: 25}
+    found = consumer.offsets_for_times({tps[0]: t0 + 10})
+    assert found[tps[0]] is not None and found[tps[0]].offset == 5
+    assert consumer.offsets_for_times({tps[0]: t0 + 10_000})[tps[0]] is None
+    consumer.close()
+    broker.assert_alive()
+
+
+def test_gzip_round_trip(broker, admin):
+    topic = _name("py-gzip")
+    _create(admin, topic)
+    producer = KafkaProducer(
+        bootstrap_servers=broker.bootstrap,
+        acks=1,
+        enable_idempotence=False,
+        compression_type="gzip",
+        linger_ms=20,
+    )
+    futures = [
+        producer.send(topic, value=(f"gzip {i} " + "x" * 200).encode(), partition=0)
+        for i in range(200)
+    ]
+    producer.flush(timeout=OP_TIMEOUT_S)
+    offsets = [f.get(timeout=OP_TIMEOUT_S).offset for f in futures]
+    assert offsets == list(range(200))
+    producer.close()
+
+    consumer = _consumer(broker)
+    tp = TopicPartition(topic, 0)
+    consumer.assign([tp])
+    consumer.seek_to_beginning(tp)
+    records = _poll_n(consumer, 200)
+    assert [r.offset for r in records] == list(range(200))
+    assert [r.value for r in records] == [(f"gzip {i} " + "x" * 200).encode() for i in range(200)]
+    consumer.close()
+    broker.assert_alive()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="kafka-python 3 (like the Java client since 3.0) defaults to an idempotent "
+    "producer, which needs InitProducerId (api key 22); Metrobus does not implement it "
+    "yet. strict: once it does, this test passes and the marker must go.",
+)
+def test_default_producer_is_idempotent(broker, admin):
+    topic = _name("py-idempotent")
+    _create(admin, topic)
+    producer = KafkaProducer(bootstrap_servers=broker.bootstrap, max_block_ms=10_000)
+    try:
+        md = producer.send(topic, value=b"idempotent", partition=0).get(timeout=OP_TIMEOUT_S)
+        assert md.offset == 0
+    finally:
+        producer.close(timeout=5)
+    consumer = _consumer(broker)
+    tp = TopicPartition(topic, 0)
+    consumer.assign([tp])
+    consumer.seek_to_beginning(tp)
+    records = _poll_n(consumer, 1)
+    assert records[0].value == b"idempotent"
+    consumer.close()

@@ -1,0 +1,222 @@
+#!/usr/bin/env bash
+# Metrobus benchmarks (DESIGN.md section 10).
+#
+# Builds release, measures this machine's baselines (fdatasync'd disk writes
+# in the data directory's filesystem, loopback TCP), then for each flush
+# policy starts a fresh single-node broker on port 0 with a temporary data
+# directory and runs the librdkafka bench client against it:
+#   produce 100 B records, acks=1        consume them
+#   produce 1 KiB records, acks=all      consume them
+#   end-to-end latency at 5000 records/s, 1 KiB, acks=all, linger 1 ms
+#
+# stdout: one JSON line per scenario (nothing else), each with
+# "flush_policy", and for scenarios with a throughput "loopback_ratio" and
+# "disk_ratio" (its MiB/s over the loopback's and the disk's MiB/s).
+# stderr: progress. Exit status 1 if any scenario failed or lost records.
+#
+# Usage: scripts/bench.sh [--scale X] [--policies "durable replicated"] [--no-build]
+# Environment (the options override):
+#   BENCH_SCALE=1            multiplies record counts and the latency duration
+#                            (BENCH_SCALE=0.05 is a quick smoke run)
+#   BENCH_POLICIES="durable replicated"
+#   BENCH_NO_BUILD=1         use the binaries already built
+#   BENCH_BROKERS=HOST:PORT  bench a running broker/cluster instead of
+#                            starting one (flush_policy "external")
+#   BENCH_DIR=DIR            where temporary data directories go (default
+#                            $CARGO_TARGET_DIR/bench-runs: the disk the
+#                            target dir is on, not a tmpfs /tmp)
+#   BENCH_KEEP=1             keep data directories and broker logs
+#   BENCH_BROKER_BIN=PATH    broker binary (default the release build)
+#   BENCH_MAX_SECONDS=300    time limit of each produce/consume run
+#   CARGO_TARGET_DIR         default $HOME/.cache/metrobus-target
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/metrobus-target}
+scale=${BENCH_SCALE:-1}
+policies=${BENCH_POLICIES:-"durable replicated"}
+build=1
+[[ ${BENCH_NO_BUILD:-0} == 1 ]] && build=0
+external=${BENCH_BROKERS:-}
+max_seconds=${BENCH_MAX_SECONDS:-300}
+
+while [[ $# -gt 0 ]]; do
+    case $1 in
+        --scale) scale=$2; shift 2 ;;
+        --policies) policies=$2; shift 2 ;;
+        --no-build) build=0; shift ;;
+        -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+        *) echo "bench.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
+    esac
+done
+
+log() { echo "bench.sh: $*" >&2; }
+
+# Scaled count, at least 1000: scaled 3000000 -> records.
+scaled() { awk -v n="$1" -v s="$scale" 'BEGIN { v = int(n * s + 0.5); if (v < 1000) v = 1000; print v }'; }
+records_small=$(scaled 3000000)
+records_large=$(scaled 500000)
+latency_seconds=$(awk -v s="$scale" 'BEGIN { v = int(10 * s + 0.5); if (v < 2) v = 2; print v }')
+
+if [[ $build == 1 ]]; then
+    log "building release (CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
+    (cd "$root" && cargo build --release -p metrobus -p protocol-tests) >&2
+fi
+bench_bin=$CARGO_TARGET_DIR/release/metrobus-bench
+broker_bin=${BENCH_BROKER_BIN:-$CARGO_TARGET_DIR/release/metrobus}
+[[ -x $bench_bin ]] || { log "missing $bench_bin (build first)"; exit 2; }
+[[ -n $external || -x $broker_bin ]] || { log "missing $broker_bin (build first)"; exit 2; }
+
+mkdir -p "${BENCH_DIR:-$CARGO_TARGET_DIR/bench-runs}"
+run_dir=$(mktemp -d "${BENCH_DIR:-$CARGO_TARGET_DIR/bench-runs}/run.XXXXXX")
+broker_pid=
+failures=0
+
+stop_broker() {
+    [[ -n $broker_pid ]] || return 0
+    if kill -0 "$broker_pid" 2>/dev/null; then
+        kill -TERM "$broker_pid" 2>/dev/null || true
+        for _ in $(seq 300); do
+            kill -0 "$broker_pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        if kill -0 "$broker_pid" 2>/dev/null; then
+            log "broker $broker_pid did not stop within 30 s of SIGTERM; killing it"
+            kill -KILL "$broker_pid" 2>/dev/null || true
+            failures=$((failures + 1))
+        fi
+    fi
+    wait "$broker_pid" 2>/dev/null || true
+    broker_pid=
+}
+
+cleanup() {
+    stop_broker
+    if [[ ${BENCH_KEEP:-0} == 1 || $failures -gt 0 ]]; then
+        log "run directory kept: $run_dir"
+    else
+        rm -rf "$run_dir"
+    fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# start_broker POLICY: a fresh broker on port 0; sets brokers=HOST:PORT.
+start_broker() {
+    local policy=$1 dir=$run_dir/$1
+    mkdir -p "$dir/data"
+    METROBUS_LOG_FLUSH_POLICY=$policy METROBUS_NUM_PARTITIONS=3 \
+        "$broker_bin" serve --listeners 127.0.0.1:0 --http-listener 127.0.0.1:0 \
+        --data-dir "$dir/data" --announce-file "$dir/announce" >"$dir/broker.log" 2>&1 &
+    broker_pid=$!
+    brokers=
+    for _ in $(seq 600); do
+        if ! kill -0 "$broker_pid" 2>/dev/null; then
+            log "broker ($policy) exited at startup; its log:"
+            tail -n 30 "$dir/broker.log" >&2
+            broker_pid=
+            return 1
+        fi
+        brokers=$(sed -n 's/^kafka=\(.*:[0-9][0-9]*\)$/\1/p' "$dir/announce" 2>/dev/null || true)
+        [[ -n $brokers ]] && break
+        sleep 0.1
+    done
+    if [[ -z $brokers ]]; then
+        log "broker ($policy) wrote no kafka= line to $dir/announce within 60 s"
+        return 1
+    fi
+    log "broker ($policy) pid $broker_pid at $brokers, data in $dir/data"
+}
+
+# enrich LINE POLICY: adds flush_policy and (but to baselines) the ratios.
+enrich() {
+    awk -v line="$1" -v policy="$2" -v loop="$loopback_mbps" -v disk="$disk_mbps" 'BEGIN {
+        extra = ",\"flush_policy\":\"" policy "\""
+        if (policy != "baseline" && match(line, /"mb_per_sec":[0-9.]+/)) {
+            mbps = substr(line, RSTART + 13, RLENGTH - 13) + 0
+            if (loop > 0) extra = extra sprintf(",\"loopback_ratio\":%.4f", mbps / loop)
+            if (disk > 0) extra = extra sprintf(",\"disk_ratio\":%.4f", mbps / disk)
+        }
+        sub(/}$/, extra "}", line)
+        print line
+    }'
+}
+
+# json_field LINE KEY: a numeric or boolean field of a JSON line.
+json_field() { sed -n "s/.*\"$2\":\([^,}]*\).*/\1/p" <<<"$1"; }
+
+# scenario NAME POLICY ARGS...: runs the bench client and prints its line.
+last_line=
+scenario() {
+    local name=$1 policy=$2 status=0
+    shift 2
+    log "$name ($policy): metrobus-bench $*"
+    last_line=$("$bench_bin" "$@") || status=$?
+    last_line=$(tail -n 1 <<<"$last_line")
+    if [[ $last_line != \{* ]]; then
+        last_line="{\"scenario\":\"$name\",\"complete\":false}"
+    fi
+    if [[ $status -ne 0 ]]; then
+        failures=$((failures + 1))
+        log "$name ($policy) failed with exit status $status"
+        last_line=${last_line%\}},\"exit_status\":$status}
+    fi
+    last_line=$(enrich "$last_line" "$policy")
+    echo "$last_line"
+}
+
+broker_scenarios() {
+    local policy=$1 count
+    scenario produce-100b-acks1 "$policy" produce -b "$brokers" -t bench-p100-acks1 \
+        --partitions 3 --records "$records_small" --size 100 --acks 1 --linger-ms 5 \
+        --max-seconds "$max_seconds"
+    count=$(json_field "$last_line" records)
+    scenario consume-100b "$policy" consume -b "$brokers" -t bench-p100-acks1 \
+        --records "${count:-$records_small}" --max-seconds "$max_seconds"
+
+    scenario produce-1k-acksall "$policy" produce -b "$brokers" -t bench-p1k-acksall \
+        --partitions 3 --records "$records_large" --size 1024 --acks all --linger-ms 5 \
+        --max-seconds "$max_seconds"
+    count=$(json_field "$last_line" records)
+    scenario consume-1k "$policy" consume -b "$brokers" -t bench-p1k-acksall \
+        --records "${count:-$records_large}" --max-seconds "$max_seconds"
+
+    scenario latency "$policy" latency -b "$brokers" -t bench-latency --partitions 3 \
+        --rate 5000 --size 1024 --seconds "$latency_seconds" --acks all --linger-ms 1
+}
+
+fs_type=$(stat -f -c %T "$run_dir" 2>/dev/null || echo unknown)
+if [[ $fs_type == tmpfs || $fs_type == ramfs ]]; then
+    log "warning: $run_dir is on $fs_type: fdatasync costs nothing there (set BENCH_DIR)"
+fi
+log "scale $scale: $records_small x 100 B, $records_large x 1 KiB, latency ${latency_seconds}s; run dir $run_dir"
+loopback_mbps=0
+disk_mbps=0
+scenario disk baseline disk --dir "$run_dir" --mib 256 --block-kib 1024 --max-seconds 30
+disk_mbps=$(json_field "$last_line" mb_per_sec)
+scenario disk-4k baseline disk --dir "$run_dir" --mib 8 --block-kib 4 --max-seconds 10
+scenario loopback baseline loopback --seconds 3
+loopback_mbps=$(json_field "$last_line" mb_per_sec)
+log "baselines: disk ${disk_mbps:-?} MiB/s (1 MiB + fdatasync), loopback ${loopback_mbps:-?} MiB/s"
+disk_mbps=${disk_mbps:-0}
+loopback_mbps=${loopback_mbps:-0}
+
+if [[ -n $external ]]; then
+    brokers=$external
+    broker_scenarios external
+else
+    for policy in $policies; do
+        if start_broker "$policy"; then
+            broker_scenarios "$policy"
+        else
+            failures=$((failures + 1))
+        fi
+        stop_broker
+    done
+fi
+
+if [[ $failures -gt 0 ]]; then
+    log "$failures failure(s)"
+    exit 1
+fi
+log "done"
