@@ -141,13 +141,10 @@ pub async fn start(config: BrokerConfig) -> anyhow::Result<RunningBroker> {
     let config = Arc::new(config);
     let data_dir = config.log_dirs.clone();
     let flush = config.log_flush_policy;
-    let cluster_id = config.cluster_id.clone();
+    let static_config = config.clone();
     let (logs, metadata) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
         let logs = Arc::new(LogManager::open(&data_dir, flush)?);
-        let metadata = Arc::new(MetadataStore::load(
-            logs.db().clone(),
-            cluster_id.as_deref(),
-        )?);
+        let metadata = Arc::new(MetadataStore::load(logs.db().clone(), static_config)?);
         Ok((logs, metadata))
     })
     .await??;

@@ -321,6 +321,14 @@ impl BrokerConfig {
     }
 }
 
+/// Settings that IncrementalAlterConfigs / AlterConfigs may change at run
+/// time, cluster-wide, as Kafka allows for these three; the rest are static.
+pub const DYNAMIC_SETTINGS: &[&str] = &[
+    "log.retention.bytes",
+    "log.retention.ms",
+    "message.max.bytes",
+];
+
 /// Variables with our prefix that are not settings (the log filter).
 const NON_SETTING_ENV: &[&str] = &["LOG"];
 

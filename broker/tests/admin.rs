@@ -242,6 +242,97 @@ async fn configs_describe_and_incremental_alter() {
 }
 
 #[tokio::test]
+async fn dynamic_broker_configs_change_topic_defaults() {
+    let broker = TestBroker::start().await;
+    let mut client = broker.client().await;
+    client.create_topic("dyn", 1).await;
+    let set = |name: &str, value: &str| {
+        IncrementalAlterConfigsRequest::default().with_resources(vec![
+            AlterConfigsResource::default()
+                .with_resource_type(4)
+                .with_resource_name(s("1"))
+                .with_configs(vec![AlterableConfig::default()
+                    .with_name(s(name))
+                    .with_config_operation(0)
+                    .with_value(Some(s(value)))]),
+        ])
+    };
+    let r: IncrementalAlterConfigsResponse = client
+        .send(
+            ApiKey::IncrementalAlterConfigs,
+            1,
+            &set("log.retention.ms", "5000"),
+        )
+        .await;
+    assert_eq!(
+        r.responses[0].error_code, 0,
+        "{:?}",
+        r.responses[0].error_message
+    );
+    let r: IncrementalAlterConfigsResponse = client
+        .send(
+            ApiKey::IncrementalAlterConfigs,
+            1,
+            &set("num.partitions", "3"),
+        )
+        .await;
+    assert_eq!(r.responses[0].error_code, 42, "static settings are refused");
+    let r: IncrementalAlterConfigsResponse = client
+        .send(
+            ApiKey::IncrementalAlterConfigs,
+            1,
+            &set("message.max.bytes", "-5"),
+        )
+        .await;
+    assert_eq!(r.responses[0].error_code, 40, "invalid values are refused");
+    let describe = DescribeConfigsRequest::default().with_resources(vec![
+        DescribeConfigsResource::default()
+            .with_resource_type(2)
+            .with_resource_name(s("dyn")),
+        DescribeConfigsResource::default()
+            .with_resource_type(4)
+            .with_resource_name(s("1")),
+    ]);
+    let r: DescribeConfigsResponse = client.send(ApiKey::DescribeConfigs, 4, &describe).await;
+    let topic_retention = r.results[0]
+        .configs
+        .iter()
+        .find(|c| c.name.as_str() == "retention.ms")
+        .unwrap();
+    assert_eq!(
+        (
+            topic_retention.value.as_deref(),
+            topic_retention.config_source
+        ),
+        (Some("5000"), 3)
+    );
+    let broker_retention = r.results[1]
+        .configs
+        .iter()
+        .find(|c| c.name.as_str() == "log.retention.ms")
+        .unwrap();
+    assert_eq!(
+        (
+            broker_retention.value.as_deref(),
+            broker_retention.read_only
+        ),
+        (Some("5000"), false)
+    );
+    // The change survives a restart.
+    drop(client);
+    let broker = broker.restart(|_| {}).await;
+    let mut client = broker.client().await;
+    let r: DescribeConfigsResponse = client.send(ApiKey::DescribeConfigs, 4, &describe).await;
+    let topic_retention = r.results[0]
+        .configs
+        .iter()
+        .find(|c| c.name.as_str() == "retention.ms")
+        .unwrap();
+    assert_eq!(topic_retention.value.as_deref(), Some("5000"));
+    broker.running.shutdown().await;
+}
+
+#[tokio::test]
 async fn list_offsets_by_timestamp_and_delete_records() {
     let broker = TestBroker::start_with(|c| c.log_retention_ms = -1).await;
     let mut client = broker.client().await;

@@ -10,6 +10,7 @@ use rocksdb::{Direction, IteratorMode, WriteBatch};
 use uuid::Uuid;
 
 use crate::cluster::topic_record::TopicRecord;
+use crate::config::{BrokerConfig, DYNAMIC_SETTINGS};
 use crate::error::{Error, Result};
 use crate::log::db::Db;
 use crate::log::keys::{CF_CLUSTER, CF_TOPICS};
@@ -51,6 +52,11 @@ pub fn validate_topic_name(name: &str) -> Result<()> {
 #[derive(Debug, Default)]
 pub struct MetadataImage {
     pub cluster_id: String,
+    /// The broker settings in force: static config with the dynamic
+    /// settings applied on top.
+    pub broker_config: Arc<BrokerConfig>,
+    /// Settings changed at run time (cluster-wide), by name.
+    pub dynamic_broker_configs: BTreeMap<String, String>,
     topics_by_name: HashMap<String, Arc<TopicRecord>>,
     topics_by_id: HashMap<Uuid, Arc<TopicRecord>>,
 }
@@ -77,8 +83,24 @@ impl MetadataImage {
         let _ = by_id.insert(record.id, record);
         MetadataImage {
             cluster_id: self.cluster_id.clone(),
+            broker_config: self.broker_config.clone(),
+            dynamic_broker_configs: self.dynamic_broker_configs.clone(),
             topics_by_name: by_name,
             topics_by_id: by_id,
+        }
+    }
+
+    fn with_dynamic(
+        &self,
+        dynamic: BTreeMap<String, String>,
+        effective: BrokerConfig,
+    ) -> MetadataImage {
+        MetadataImage {
+            cluster_id: self.cluster_id.clone(),
+            broker_config: Arc::new(effective),
+            dynamic_broker_configs: dynamic,
+            topics_by_name: self.topics_by_name.clone(),
+            topics_by_id: self.topics_by_id.clone(),
         }
     }
 
@@ -89,6 +111,8 @@ impl MetadataImage {
         let _ = by_id.remove(&record.id);
         MetadataImage {
             cluster_id: self.cluster_id.clone(),
+            broker_config: self.broker_config.clone(),
+            dynamic_broker_configs: self.dynamic_broker_configs.clone(),
             topics_by_name: by_name,
             topics_by_id: by_id,
         }
@@ -99,17 +123,46 @@ impl MetadataImage {
 #[derive(Debug)]
 pub struct MetadataStore {
     db: Arc<Db>,
+    /// The config from file, environment and flags, before dynamic changes.
+    static_config: Arc<BrokerConfig>,
     image: RwLock<Arc<MetadataImage>>,
     /// Serialises changes so two creates of one name cannot both succeed.
     change_lock: Mutex<()>,
 }
 
 const CLUSTER_ID_KEY: &[u8] = b"cluster.id";
+/// `cluster` family keys of dynamic broker settings: this prefix + name.
+const DYNAMIC_PREFIX: &str = "broker.config.";
+
+/// Applies dynamic settings to the static config; an invalid one is an
+/// INVALID_CONFIG error naming it.
+fn effective_config(
+    static_config: &BrokerConfig,
+    dynamic: &BTreeMap<String, String>,
+) -> Result<BrokerConfig> {
+    let mut effective = static_config.clone();
+    for (name, value) in dynamic {
+        if !DYNAMIC_SETTINGS.contains(&name.as_str()) {
+            return Err(Error::api_msg(
+                ResponseError::InvalidRequest,
+                format!("Cannot update these configs dynamically: [{name}]"),
+            ));
+        }
+        effective
+            .set(name, value)
+            .map_err(|e| Error::api_msg(ResponseError::InvalidConfig, format!("{e:#}")))?;
+    }
+    effective
+        .validate()
+        .map_err(|e| Error::api_msg(ResponseError::InvalidConfig, format!("{e:#}")))?;
+    Ok(effective)
+}
 
 impl MetadataStore {
     /// Loads every topic record and the cluster id (generated and stored at
     /// first start, or taken from config). Blocking.
-    pub fn load(db: Arc<Db>, configured_cluster_id: Option<&str>) -> Result<Self> {
+    pub fn load(db: Arc<Db>, static_config: Arc<BrokerConfig>) -> Result<Self> {
+        let configured_cluster_id = static_config.cluster_id.as_deref();
         let stored = db
             .get(CF_CLUSTER, CLUSTER_ID_KEY)?
             .and_then(|v| String::from_utf8(v).ok());
@@ -128,8 +181,27 @@ impl MetadataStore {
                 id
             }
         };
+        let mut dynamic = BTreeMap::new();
+        let cluster_cf = db.cf(CF_CLUSTER)?;
+        let prefix = DYNAMIC_PREFIX.as_bytes();
+        for item in db
+            .raw()
+            .iterator_cf(cluster_cf, IteratorMode::From(prefix, Direction::Forward))
+        {
+            let (key, value) = item?;
+            let Some(name) = key.strip_prefix(prefix) else {
+                break;
+            };
+            let _ = dynamic.insert(
+                String::from_utf8_lossy(name).into_owned(),
+                String::from_utf8_lossy(&value).into_owned(),
+            );
+        }
+        let effective = effective_config(&static_config, &dynamic)?;
         let mut image = MetadataImage {
             cluster_id,
+            broker_config: Arc::new(effective),
+            dynamic_broker_configs: dynamic,
             ..MetadataImage::default()
         };
         let cf = db.cf(CF_TOPICS)?;
@@ -145,6 +217,7 @@ impl MetadataStore {
         }
         Ok(MetadataStore {
             db,
+            static_config,
             image: RwLock::new(Arc::new(image)),
             change_lock: Mutex::new(()),
         })
@@ -221,6 +294,32 @@ impl MetadataStore {
             .ok_or_else(|| Error::Internal("updated topic missing from image".into()))
     }
 
+    /// Replaces the dynamic broker settings (validated as a whole first),
+    /// or only checks them. Blocking.
+    pub fn set_dynamic_broker_configs(
+        &self,
+        dynamic: BTreeMap<String, String>,
+        validate_only: bool,
+    ) -> Result<()> {
+        let _guard = self.change_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let effective = effective_config(&self.static_config, &dynamic)?;
+        if validate_only {
+            return Ok(());
+        }
+        let current = self.image();
+        let cf = self.db.cf(CF_CLUSTER)?;
+        let mut batch = WriteBatch::default();
+        for name in current.dynamic_broker_configs.keys() {
+            batch.delete_cf(cf, format!("{DYNAMIC_PREFIX}{name}"));
+        }
+        for (name, value) in &dynamic {
+            batch.put_cf(cf, format!("{DYNAMIC_PREFIX}{name}"), value.as_bytes());
+        }
+        self.db.write(batch, true)?;
+        let _ = self.publish(current.with_dynamic(dynamic, effective));
+        Ok(())
+    }
+
     /// Removes a topic's record; the caller deletes its data. Blocking.
     pub fn delete_topic(&self, name: &str) -> Result<Arc<TopicRecord>> {
         let _guard = self.change_lock.lock().unwrap_or_else(|p| p.into_inner());
@@ -282,7 +381,8 @@ mod tests {
     fn store_creates_updates_deletes_and_reloads() {
         let dir = tempfile::tempdir().unwrap();
         let db = Arc::new(Db::open(dir.path()).unwrap());
-        let store = MetadataStore::load(db.clone(), None).unwrap();
+        let config = Arc::new(BrokerConfig::default());
+        let store = MetadataStore::load(db.clone(), config.clone()).unwrap();
         let cluster_id = store.image().cluster_id.clone();
         let t = store.create_topic("a", 3, BTreeMap::new()).unwrap();
         assert_eq!(
@@ -300,12 +400,27 @@ mod tests {
             .unwrap();
         let _ = store.create_topic("b", 1, BTreeMap::new()).unwrap();
         let _ = store.delete_topic("b").unwrap();
+        let mut dynamic = BTreeMap::new();
+        let _ = dynamic.insert("log.retention.ms".to_owned(), "1000".to_owned());
+        store
+            .set_dynamic_broker_configs(dynamic.clone(), false)
+            .unwrap();
+        let _ = dynamic.insert("num.partitions".to_owned(), "2".to_owned());
+        assert_eq!(
+            store
+                .set_dynamic_broker_configs(dynamic, false)
+                .unwrap_err()
+                .code(),
+            42
+        );
         drop(store);
-        let reloaded = MetadataStore::load(db, None).unwrap();
+        let reloaded = MetadataStore::load(db, config).unwrap();
         let image = reloaded.image();
         assert_eq!(image.cluster_id, cluster_id);
         assert_eq!(image.topic("a").unwrap().partitions, 5);
         assert_eq!(image.topic_by_id(&t.id).unwrap().name, "a");
         assert!(image.topic("b").is_none());
+        assert_eq!(image.broker_config.log_retention_ms, 1000);
+        assert_eq!(image.dynamic_broker_configs.len(), 1);
     }
 }

@@ -166,7 +166,16 @@ struct Staged {
 }
 
 fn commit(db: &Db, group: Vec<Command>, sync: bool) {
-    let mut write = WriteBatch::default();
+    // Sized up front: growing a multi-megabyte batch by doubling copies it
+    // repeatedly and faults in fresh pages each time.
+    let payload: usize = group
+        .iter()
+        .map(|c| match c {
+            Command::Append(job) => job.records.len() + keys::LOG_KEY_LEN + 16,
+            _ => 64,
+        })
+        .sum();
+    let mut write = WriteBatch::with_capacity_bytes(payload + 1024);
     let mut staged = Vec::new();
     let mut truncates = Vec::new();
     let mut deletes = Vec::new();

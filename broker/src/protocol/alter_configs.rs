@@ -52,14 +52,21 @@ pub async fn apply_topic(
         .map(|_| ())
 }
 
-/// Broker settings are static here: every change is refused as Kafka
-/// refuses a config that cannot be updated dynamically.
-pub fn refuse_broker(broker: &Broker, name: &str, keys: &[String]) -> Result<()> {
+/// Changes the cluster-wide dynamic broker settings: `compute` maps the
+/// current dynamic set to the new one. Only `DYNAMIC_SETTINGS` may be set;
+/// anything else is refused as Kafka refuses a static config.
+pub async fn apply_broker(
+    broker: &Arc<Broker>,
+    name: &str,
+    compute: impl FnOnce(&BTreeMap<String, String>) -> Result<BTreeMap<String, String>>,
+    validate_only: bool,
+) -> Result<()> {
     check_broker_name(broker, name)?;
-    Err(Error::api_msg(
-        ResponseError::InvalidRequest,
-        format!("Cannot update these configs dynamically: {keys:?}; set them in the config file"),
-    ))
+    let updated = compute(&broker.image().dynamic_broker_configs)?;
+    let metadata = broker.metadata.clone();
+    tokio::task::spawn_blocking(move || metadata.set_dynamic_broker_configs(updated, validate_only))
+        .await
+        .map_err(|e| Error::Internal(format!("config task failed: {e}")))?
 }
 
 /// Names that appear more than once in a request are each answered with
@@ -131,12 +138,28 @@ pub async fn handle(
                     }
                 }
                 RESOURCE_BROKER => {
-                    let keys: Vec<String> = resource
+                    let wanted: Result<BTreeMap<String, String>> = resource
                         .configs
                         .iter()
-                        .map(|c| c.name.to_string())
+                        .map(|c| {
+                            c.value
+                                .as_ref()
+                                .map(|v| (c.name.to_string(), v.to_string()))
+                                .ok_or_else(|| {
+                                    Error::api_msg(
+                                        ResponseError::InvalidRequest,
+                                        "Null value not supported",
+                                    )
+                                })
+                        })
                         .collect();
-                    refuse_broker(&broker, name, &keys)
+                    match wanted {
+                        Ok(wanted) => {
+                            apply_broker(&broker, name, move |_| Ok(wanted), request.validate_only)
+                                .await
+                        }
+                        Err(e) => Err(e),
+                    }
                 }
                 other => Err(Error::api_msg(
                     ResponseError::InvalidRequest,

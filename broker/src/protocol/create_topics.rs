@@ -167,7 +167,7 @@ pub async fn handle(
         let result = CreatableTopicResult::default().with_name(topic.name.clone());
         results.push(match outcome {
             Ok((valid, topic_id)) => {
-                let configs = topic_entries(&valid.configs, &broker.config)
+                let configs = topic_entries(&valid.configs, &broker.image())
                     .into_iter()
                     .map(|entry| {
                         CreatableTopicConfigs::default()

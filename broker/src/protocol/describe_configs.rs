@@ -12,7 +12,8 @@ use kafka_protocol::messages::{ApiKey, DescribeConfigsRequest, DescribeConfigsRe
 
 use crate::broker::Broker;
 use crate::cluster::metadata::validate_topic_name;
-use crate::config::{BrokerConfig, SETTING_NAMES};
+use crate::cluster::metadata::MetadataImage;
+use crate::config::{DYNAMIC_SETTINGS, SETTING_NAMES};
 use crate::error::{Error, Result};
 use crate::log::topic_config::{self, ConfigKind, TOPIC_CONFIGS};
 use crate::protocol::{count_error, str_bytes, RequestContext};
@@ -22,6 +23,7 @@ pub const RESOURCE_BROKER: i8 = 4;
 
 /// Kafka's ConfigSource values.
 pub const SOURCE_TOPIC: i8 = 1;
+pub const SOURCE_DYNAMIC_DEFAULT_BROKER: i8 = 3;
 pub const SOURCE_STATIC_BROKER: i8 = 4;
 pub const SOURCE_DEFAULT: i8 = 5;
 
@@ -43,29 +45,39 @@ pub struct ConfigEntry {
     pub synonyms: Vec<(String, String, i8)>,
 }
 
+/// Where a broker-level setting's value comes from.
+fn broker_source(image: &MetadataImage, name: &str) -> i8 {
+    if image.dynamic_broker_configs.contains_key(name) {
+        SOURCE_DYNAMIC_DEFAULT_BROKER
+    } else if image.broker_config.is_explicit(name) {
+        SOURCE_STATIC_BROKER
+    } else {
+        SOURCE_DEFAULT
+    }
+}
+
 /// Every topic config with its effective value and source.
 pub fn topic_entries(
     overrides: &BTreeMap<String, String>,
-    broker: &BrokerConfig,
+    image: &MetadataImage,
 ) -> Vec<ConfigEntry> {
+    let broker = &image.broker_config;
     TOPIC_CONFIGS
         .iter()
         .map(|def| {
             let default = topic_config::default_value(def, broker);
-            let default_source = match def.broker_default {
-                Some(name) if broker.is_explicit(name) => SOURCE_STATIC_BROKER,
-                _ => SOURCE_DEFAULT,
-            };
+            let default_source = def
+                .broker_default
+                .map_or(SOURCE_DEFAULT, |name| broker_source(image, name));
             let mut synonyms = Vec::new();
             if let Some(value) = overrides.get(def.name) {
                 synonyms.push((def.name.to_owned(), value.clone(), SOURCE_TOPIC));
             }
-            if let Some(broker_name) = def.broker_default.filter(|n| broker.is_explicit(n)) {
-                synonyms.push((
-                    broker_name.to_owned(),
-                    default.clone(),
-                    SOURCE_STATIC_BROKER,
-                ));
+            if let Some(broker_name) = def
+                .broker_default
+                .filter(|_| default_source != SOURCE_DEFAULT)
+            {
+                synonyms.push((broker_name.to_owned(), default.clone(), default_source));
             }
             let (value, source) = match overrides.get(def.name) {
                 Some(value) => (value.clone(), SOURCE_TOPIC),
@@ -88,25 +100,21 @@ pub fn topic_entries(
         .collect()
 }
 
-/// Every broker setting. Broker settings are static (set in the config
-/// file, environment or flags) and so read-only here.
-pub fn broker_entries(broker: &BrokerConfig) -> Vec<ConfigEntry> {
+/// Every broker setting. The dynamic ones (`DYNAMIC_SETTINGS`) can be
+/// changed with IncrementalAlterConfigs; the rest are read-only here.
+pub fn broker_entries(image: &MetadataImage) -> Vec<ConfigEntry> {
     SETTING_NAMES
         .iter()
         .filter_map(|name| {
-            let value = broker.get(name)?;
-            let source = if broker.is_explicit(name) {
-                SOURCE_STATIC_BROKER
-            } else {
-                SOURCE_DEFAULT
-            };
+            let value = image.broker_config.get(name)?;
+            let source = broker_source(image, name);
             Some(ConfigEntry {
                 name: (*name).to_owned(),
                 synonyms: vec![((*name).to_owned(), value.clone(), source)],
                 value,
                 source,
                 config_type: TYPE_STRING,
-                read_only: true,
+                read_only: !DYNAMIC_SETTINGS.contains(name),
             })
         })
         .collect()
@@ -124,11 +132,11 @@ fn entries_for(broker: &Broker, resource_type: i8, name: &str) -> Result<Vec<Con
                     format!("Topic {name} does not exist"),
                 )
             })?;
-            Ok(topic_entries(&topic.configs, &broker.config))
+            Ok(topic_entries(&topic.configs, &image))
         }
         RESOURCE_BROKER => {
             check_broker_name(broker, name)?;
-            Ok(broker_entries(&broker.config))
+            Ok(broker_entries(&broker.image()))
         }
         other => Err(Error::api_msg(
             ResponseError::InvalidRequest,

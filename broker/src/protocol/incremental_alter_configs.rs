@@ -13,7 +13,7 @@ use kafka_protocol::messages::{
 
 use crate::broker::Broker;
 use crate::error::{Error, Result};
-use crate::protocol::alter_configs::{apply_topic, duplicates, outcome_fields, refuse_broker};
+use crate::protocol::alter_configs::{apply_broker, apply_topic, duplicates, outcome_fields};
 use crate::protocol::describe_configs::{RESOURCE_BROKER, RESOURCE_TOPIC};
 use crate::protocol::RequestContext;
 
@@ -133,8 +133,14 @@ pub async fn handle(
                     .await
                 }
                 RESOURCE_BROKER => {
-                    let keys: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
-                    refuse_broker(&broker, name, &keys)
+                    let ops = resource.configs.clone();
+                    apply_broker(
+                        &broker,
+                        name,
+                        move |current| apply_ops(current, &ops),
+                        request.validate_only,
+                    )
+                    .await
                 }
                 other => Err(Error::api_msg(
                     ResponseError::InvalidRequest,

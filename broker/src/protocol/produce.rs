@@ -44,7 +44,7 @@ pub fn dispatch(
         } else {
             ResponseError::UnknownTopicOrPartition
         };
-        let topic_config = record.map(|r| TopicConfig::resolve(&r.configs, &broker.config));
+        let topic_config = record.map(|r| TopicConfig::resolve(&r.configs, &image.broker_config));
         let mut topic_slots = Vec::with_capacity(topic.partition_data.len());
         for data in &topic.partition_data {
             let slot = if !matches!(acks, -1..=1) {

@@ -232,7 +232,7 @@ impl ReplicaManager {
             let Some(topic) = image.topic_by_id(&log.topic_id) else {
                 continue;
             };
-            let config = TopicConfig::resolve(&topic.configs, &self.config);
+            let config = TopicConfig::resolve(&topic.configs, &image.broker_config);
             let policy = RetentionPolicy {
                 retention_ms: config.retention_ms,
                 retention_bytes: config.retention_bytes,

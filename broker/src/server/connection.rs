@@ -98,21 +98,11 @@ async fn read_requests(
                 format!("frame of {length} bytes (allowed 8..={max_frame})"),
             );
         }
-        let mut frame = BytesMut::zeroed(length as usize);
-        let read = tokio::select! {
-            _ = shutdown.cancelled() => return Close::Quiet,
-            read = tokio::time::timeout(idle, reader.read_exact(&mut frame)) => read,
+        let frame = match read_frame_body(&mut reader, length as usize, idle, shutdown).await {
+            Ok(frame) => frame,
+            Err(close) => return close,
         };
-        match read {
-            Ok(Ok(_)) => {}
-            Ok(Err(_)) | Err(_) => {
-                return Close::Violation(
-                    "truncated_frame",
-                    format!("peer sent less than {length} bytes"),
-                )
-            }
-        }
-        let pending = match decode_and_dispatch(frame.freeze(), peer, broker) {
+        let pending = match decode_and_dispatch(frame, peer, broker) {
             Ok(pending) => pending,
             Err(close) => return close,
         };
@@ -120,6 +110,36 @@ async fn read_requests(
             return Close::Quiet;
         }
     }
+}
+
+/// Reads a frame body of `length` bytes into a buffer of exactly that
+/// capacity, without zero-filling it first (a multi-megabyte produce would
+/// otherwise be written twice).
+async fn read_frame_body(
+    reader: &mut BufReader<OwnedReadHalf>,
+    length: usize,
+    idle: Duration,
+    shutdown: &CancellationToken,
+) -> Result<Bytes, Close> {
+    let mut frame = BytesMut::with_capacity(length);
+    // `take` stops at the frame's end even if the buffer has spare capacity.
+    let mut body = reader.take(length as u64);
+    while frame.len() < length {
+        let read = tokio::select! {
+            _ = shutdown.cancelled() => return Err(Close::Quiet),
+            read = tokio::time::timeout(idle, body.read_buf(&mut frame)) => read,
+        };
+        match read {
+            Ok(Ok(n)) if n > 0 => {}
+            _ => {
+                return Err(Close::Violation(
+                    "truncated_frame",
+                    format!("peer sent less than {length} bytes"),
+                ))
+            }
+        }
+    }
+    Ok(frame.freeze())
 }
 
 fn decode_and_dispatch(
