@@ -244,6 +244,21 @@ impl MetadataStore {
         self.db.write(batch, true)
     }
 
+    /// Persists a new or changed topic record and publishes the image with it.
+    fn store_topic(
+        &self,
+        current: &MetadataImage,
+        record: TopicRecord,
+    ) -> Result<Arc<TopicRecord>> {
+        self.persist(&record)?;
+        let name = record.name.clone();
+        let image = self.publish(current.with_topic(record));
+        image
+            .topic(&name)
+            .cloned()
+            .ok_or_else(|| Error::Internal("stored topic missing from image".into()))
+    }
+
     /// Creates a topic. Blocking.
     pub fn create_topic(
         &self,
@@ -265,12 +280,7 @@ impl MetadataStore {
             partitions,
             configs,
         };
-        self.persist(&record)?;
-        let image = self.publish(current.with_topic(record));
-        image
-            .topic(name)
-            .cloned()
-            .ok_or_else(|| Error::Internal("created topic missing from image".into()))
+        self.store_topic(&current, record)
     }
 
     /// Applies `change` to an existing topic's record and stores it.
@@ -286,12 +296,7 @@ impl MetadataStore {
             .map(|t| TopicRecord::clone(t))
             .ok_or_else(|| Error::api(ResponseError::UnknownTopicOrPartition))?;
         change(&mut record)?;
-        self.persist(&record)?;
-        let image = self.publish(current.with_topic(record));
-        image
-            .topic(name)
-            .cloned()
-            .ok_or_else(|| Error::Internal("updated topic missing from image".into()))
+        self.store_topic(&current, record)
     }
 
     /// Replaces the dynamic broker settings (validated as a whole first),

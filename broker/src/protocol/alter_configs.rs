@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::alter_configs_request::AlterableConfig;
 use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
 use kafka_protocol::messages::{AlterConfigsRequest, AlterConfigsResponse, ApiKey};
 
@@ -69,6 +70,24 @@ pub async fn apply_broker(
         .map_err(|e| Error::Internal(format!("config task failed: {e}")))?
 }
 
+/// The legacy API's full config set; a null value is an invalid request.
+fn non_null(configs: &[AlterableConfig]) -> Result<BTreeMap<String, String>> {
+    configs
+        .iter()
+        .map(|c| {
+            c.value
+                .as_ref()
+                .map(|v| (c.name.to_string(), v.to_string()))
+                .ok_or_else(|| {
+                    Error::api_msg(
+                        ResponseError::InvalidRequest,
+                        format!("Null value not supported for {}", c.name.as_str()),
+                    )
+                })
+        })
+        .collect()
+}
+
 /// Names that appear more than once in a request are each answered with
 /// INVALID_REQUEST, as Kafka does.
 pub fn duplicates<'a>(
@@ -112,56 +131,15 @@ pub async fn handle(
                 "Duplicate resource in request",
             ))
         } else {
-            match resource.resource_type {
-                RESOURCE_TOPIC => {
-                    let wanted: Result<BTreeMap<String, String>> = resource
-                        .configs
-                        .iter()
-                        .map(|c| {
-                            c.value
-                                .as_ref()
-                                .map(|v| (c.name.to_string(), v.to_string()))
-                                .ok_or_else(|| {
-                                    Error::api_msg(
-                                        ResponseError::InvalidRequest,
-                                        format!("Null value not supported for {}", c.name.as_str()),
-                                    )
-                                })
-                        })
-                        .collect();
-                    match wanted {
-                        Ok(wanted) => {
-                            apply_topic(&broker, name, move |_| Ok(wanted), request.validate_only)
-                                .await
-                        }
-                        Err(e) => Err(e),
-                    }
+            match (resource.resource_type, non_null(&resource.configs)) {
+                (_, Err(e)) => Err(e),
+                (RESOURCE_TOPIC, Ok(wanted)) => {
+                    apply_topic(&broker, name, move |_| Ok(wanted), request.validate_only).await
                 }
-                RESOURCE_BROKER => {
-                    let wanted: Result<BTreeMap<String, String>> = resource
-                        .configs
-                        .iter()
-                        .map(|c| {
-                            c.value
-                                .as_ref()
-                                .map(|v| (c.name.to_string(), v.to_string()))
-                                .ok_or_else(|| {
-                                    Error::api_msg(
-                                        ResponseError::InvalidRequest,
-                                        "Null value not supported",
-                                    )
-                                })
-                        })
-                        .collect();
-                    match wanted {
-                        Ok(wanted) => {
-                            apply_broker(&broker, name, move |_| Ok(wanted), request.validate_only)
-                                .await
-                        }
-                        Err(e) => Err(e),
-                    }
+                (RESOURCE_BROKER, Ok(wanted)) => {
+                    apply_broker(&broker, name, move |_| Ok(wanted), request.validate_only).await
                 }
-                other => Err(Error::api_msg(
+                (other, _) => Err(Error::api_msg(
                     ResponseError::InvalidRequest,
                     format!("unsupported resource type {other}"),
                 )),

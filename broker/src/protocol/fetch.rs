@@ -11,7 +11,7 @@ use kafka_protocol::messages::{ApiKey, FetchRequest, FetchResponse};
 
 use crate::broker::Broker;
 use crate::error::Error;
-use crate::protocol::{count_error, RequestContext};
+use crate::protocol::{count_error, resolve_topic, RequestContext};
 use crate::replication::fetch::{FetchData, FetchLimits, FetchSpec};
 
 /// Kafka's `fetch.max.bytes` default: the most one fetch response carries.
@@ -28,24 +28,15 @@ pub async fn handle(
     // Per topic, per partition: an early error or an index into `specs`.
     let mut plan: Vec<Vec<(i32, Result<usize, Error>)>> = Vec::with_capacity(request.topics.len());
     for topic in &request.topics {
-        let record = if version >= 13 {
-            image.topic_by_id(&topic.topic_id)
-        } else {
-            image.topic(topic.topic.as_str())
-        };
-        let unknown = if version >= 13 {
-            ResponseError::UnknownTopicId
-        } else {
-            ResponseError::UnknownTopicOrPartition
-        };
+        let record = resolve_topic(&image, version >= 13, topic.topic.as_str(), &topic.topic_id);
         let entries = topic
             .partitions
             .iter()
             .map(|p| {
                 let slot = match record.map(|r| broker.replicas.logs().get(r.id, p.partition)) {
-                    None => Err(Error::api(unknown)),
-                    Some(None) => Err(Error::api(ResponseError::UnknownTopicOrPartition)),
-                    Some(Some(log)) => {
+                    Err(unknown) => Err(Error::api(unknown)),
+                    Ok(None) => Err(Error::api(ResponseError::UnknownTopicOrPartition)),
+                    Ok(Some(log)) => {
                         specs.push(FetchSpec {
                             log,
                             fetch_offset: p.fetch_offset,

@@ -117,6 +117,25 @@ pub fn dispatch(
     }
 }
 
+/// Finds a request's topic by id (the APIs' versions that address topics by
+/// UUID) or by name, with the error an unknown one gets in that form.
+pub(crate) fn resolve_topic<'a>(
+    image: &'a crate::cluster::metadata::MetadataImage,
+    by_id: bool,
+    name: &str,
+    id: &uuid::Uuid,
+) -> Result<&'a Arc<crate::cluster::topic_record::TopicRecord>, kafka_protocol::error::ResponseError>
+{
+    use kafka_protocol::error::ResponseError;
+    if by_id {
+        image.topic_by_id(id).ok_or(ResponseError::UnknownTopicId)
+    } else {
+        image
+            .topic(name)
+            .ok_or(ResponseError::UnknownTopicOrPartition)
+    }
+}
+
 /// A wire topic name from a string.
 pub(crate) fn topic_name(name: &str) -> kafka_protocol::messages::TopicName {
     kafka_protocol::messages::TopicName(str_bytes(name))

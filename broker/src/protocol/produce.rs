@@ -13,7 +13,9 @@ use kafka_protocol::protocol::Decodable;
 use crate::broker::Broker;
 use crate::error::Error;
 use crate::log::topic_config::TopicConfig;
-use crate::protocol::{count_error, encode, str_bytes, Outcome, RequestContext, ResponseFuture};
+use crate::protocol::{
+    count_error, encode, resolve_topic, str_bytes, Outcome, RequestContext, ResponseFuture,
+};
 use crate::replication::replica_manager::AppendRequest;
 
 /// Where a partition's answer comes from: an early error or an append.
@@ -34,16 +36,7 @@ pub fn dispatch(
     let mut appends = Vec::new();
     let mut slots: Vec<Vec<(i32, Slot)>> = Vec::with_capacity(request.topic_data.len());
     for topic in &request.topic_data {
-        let record = if version >= 13 {
-            image.topic_by_id(&topic.topic_id)
-        } else {
-            image.topic(topic.name.as_str())
-        };
-        let unknown = if version >= 13 {
-            ResponseError::UnknownTopicId
-        } else {
-            ResponseError::UnknownTopicOrPartition
-        };
+        let record = resolve_topic(&image, version >= 13, topic.name.as_str(), &topic.topic_id);
         let topic_config = record.map(|r| TopicConfig::resolve(&r.configs, &image.broker_config));
         let mut topic_slots = Vec::with_capacity(topic.partition_data.len());
         for data in &topic.partition_data {
@@ -51,7 +44,7 @@ pub fn dispatch(
                 Slot::Failed(Error::api(ResponseError::InvalidRequiredAcks))
             } else {
                 match (record, &topic_config) {
-                    (Some(record), Some(config)) => {
+                    (Ok(record), Ok(config)) => {
                         match (
                             broker.replicas.logs().get(record.id, data.index),
                             &data.records,
@@ -73,7 +66,8 @@ pub fn dispatch(
                             }
                         }
                     }
-                    _ => Slot::Failed(Error::api(unknown)),
+                    (Err(unknown), _) => Slot::Failed(Error::api(unknown)),
+                    (Ok(_), Err(unknown)) => Slot::Failed(Error::api(*unknown)),
                 }
             };
             topic_slots.push((data.index, slot));
