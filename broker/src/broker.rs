@@ -35,6 +35,9 @@ pub struct Broker {
     pub config: Arc<BrokerConfig>,
     pub metadata: Arc<MetadataStore>,
     pub replicas: Arc<ReplicaManager>,
+    /// Bytes of requests in flight (`queued.max.request.bytes`), one permit
+    /// per byte: the broker's request-memory bound.
+    pub request_memory: Arc<tokio::sync::Semaphore>,
     /// Host and port clients are told to connect to.
     pub advertised_host: String,
     pub advertised_port: i32,
@@ -173,6 +176,9 @@ pub async fn start(config: BrokerConfig) -> anyhow::Result<RunningBroker> {
         config: config.clone(),
         metadata: metadata.clone(),
         replicas: replicas.clone(),
+        request_memory: Arc::new(tokio::sync::Semaphore::new(
+            config.queued_max_request_bytes as usize,
+        )),
         advertised_host: host,
         advertised_port: port,
     });

@@ -90,6 +90,9 @@ pub struct BrokerConfig {
     /// `queued.max.requests`: requests one connection may have in flight
     /// before the broker stops reading from it.
     pub queued_max_requests: usize,
+    /// `queued.max.request.bytes`: bytes of requests in flight on the whole
+    /// broker; a connection waits before reading a frame that would pass it.
+    pub queued_max_request_bytes: i64,
     /// `shutdown.timeout.ms`: how long a clean shutdown waits for requests
     /// in flight before aborting them.
     pub shutdown_timeout_ms: u64,
@@ -120,6 +123,7 @@ impl Default for BrokerConfig {
             max_connections: 10_000,
             connections_max_idle_ms: 10 * 60 * 1000,
             queued_max_requests: 500,
+            queued_max_request_bytes: 512 * 1024 * 1024,
             shutdown_timeout_ms: 10_000,
             explicit: std::collections::BTreeSet::new(),
         }
@@ -147,6 +151,7 @@ pub const SETTING_NAMES: &[&str] = &[
     "max.connections",
     "connections.max.idle.ms",
     "queued.max.requests",
+    "queued.max.request.bytes",
     "shutdown.timeout.ms",
 ];
 
@@ -185,6 +190,7 @@ impl BrokerConfig {
             "max.connections" => self.max_connections = parse(name, value)?,
             "connections.max.idle.ms" => self.connections_max_idle_ms = parse(name, value)?,
             "queued.max.requests" => self.queued_max_requests = parse(name, value)?,
+            "queued.max.request.bytes" => self.queued_max_request_bytes = parse(name, value)?,
             "shutdown.timeout.ms" => self.shutdown_timeout_ms = parse(name, value)?,
             other => bail!("unknown setting `{other}`"),
         }
@@ -214,6 +220,7 @@ impl BrokerConfig {
             "max.connections" => self.max_connections.to_string(),
             "connections.max.idle.ms" => self.connections_max_idle_ms.to_string(),
             "queued.max.requests" => self.queued_max_requests.to_string(),
+            "queued.max.request.bytes" => self.queued_max_request_bytes.to_string(),
             "shutdown.timeout.ms" => self.shutdown_timeout_ms.to_string(),
             _ => return None,
         })
@@ -298,6 +305,16 @@ impl BrokerConfig {
         }
         if self.max_connections == 0 || self.queued_max_requests == 0 {
             bail!("`max.connections` and `queued.max.requests` must be at least 1");
+        }
+        // Every frame must fit in the budget, or it would wait forever.
+        if self.queued_max_request_bytes < i64::from(self.socket_request_max_bytes)
+            || self.queued_max_request_bytes > i64::from(u32::MAX)
+        {
+            bail!(
+                "`queued.max.request.bytes` must be between `socket.request.max.bytes` ({}) and {}",
+                self.socket_request_max_bytes,
+                u32::MAX
+            );
         }
         if self.log_retention_check_interval_ms == 0 {
             bail!("`log.retention.check.interval.ms` must be positive");
@@ -419,6 +436,9 @@ mod tests {
             .unwrap_err();
         assert!(format!("{err:#}").contains("durable"));
         config.num_partitions = 0;
+        assert!(config.validate().is_err());
+        let mut config = BrokerConfig::default();
+        config.queued_max_request_bytes = i64::from(config.socket_request_max_bytes) - 1;
         assert!(config.validate().is_err());
     }
 

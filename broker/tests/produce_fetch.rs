@@ -205,3 +205,36 @@ async fn data_survives_restart_with_durable_flush() {
     );
     broker.running.shutdown().await;
 }
+
+#[tokio::test]
+async fn request_memory_budget_applies_backpressure_without_deadlock() {
+    // Room for about two of these requests at once: the rest wait for memory.
+    let broker = TestBroker::start_with(|c| {
+        c.socket_request_max_bytes = 64 * 1024;
+        c.queued_max_request_bytes = 64 * 1024;
+    })
+    .await;
+    let mut admin = broker.client().await;
+    admin.create_topic("budget", 1).await;
+    let payload = "m".repeat(25_000);
+    let mut producers = Vec::new();
+    for _ in 0..12 {
+        let mut client = broker.client().await;
+        let records = batch(&[&payload], common::now_ms(), Compression::None);
+        producers.push(tokio::spawn(async move {
+            client.produce("budget", 0, records, 1).await.0
+        }));
+    }
+    for producer in producers {
+        let code = tokio::time::timeout(Duration::from_secs(20), producer)
+            .await
+            .expect("no deadlock")
+            .unwrap();
+        assert_eq!(code, 0);
+    }
+    assert_eq!(
+        admin.fetch("budget", 0, 0, 0).await.responses[0].partitions[0].high_watermark,
+        12
+    );
+    broker.running.shutdown().await;
+}

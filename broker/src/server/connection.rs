@@ -21,7 +21,7 @@ use kafka_protocol::protocol::{Decodable, Encodable};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, OwnedSemaphorePermit};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn, Instrument};
@@ -98,11 +98,20 @@ async fn read_requests(
                 format!("frame of {length} bytes (allowed 8..={max_frame})"),
             );
         }
+        // Reserve the frame's bytes from the broker-wide budget before
+        // reading it; the permit lives until the request is answered.
+        let memory = tokio::select! {
+            _ = shutdown.cancelled() => return Close::Quiet,
+            permit = broker.request_memory.clone().acquire_many_owned(length as u32) => match permit {
+                Ok(permit) => permit,
+                Err(_) => return Close::Quiet,
+            },
+        };
         let frame = match read_frame_body(&mut reader, length as usize, idle, shutdown).await {
             Ok(frame) => frame,
             Err(close) => return close,
         };
-        let pending = match decode_and_dispatch(frame, peer, broker) {
+        let pending = match decode_and_dispatch(frame, peer, broker, memory) {
             Ok(pending) => pending,
             Err(close) => return close,
         };
@@ -146,6 +155,7 @@ fn decode_and_dispatch(
     mut frame: Bytes,
     peer: SocketAddr,
     broker: &Arc<Broker>,
+    memory: OwnedSemaphorePermit,
 ) -> Result<Pending, Close> {
     let raw_key = i16::from_be_bytes([frame[0], frame[1]]);
     let version = i16::from_be_bytes([frame[2], frame[3]]);
@@ -199,6 +209,7 @@ fn decode_and_dispatch(
         async move {
             let outcome = future.await;
             timer.observe_duration();
+            drop(memory);
             outcome
         }
         .instrument(span),
