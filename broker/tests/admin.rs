@@ -482,3 +482,102 @@ async fn retention_by_time_and_size_runs_in_background() {
     );
     broker.running.shutdown().await;
 }
+
+/// Kafka's zigzag varint.
+fn varint(out: &mut Vec<u8>, value: i64) {
+    let mut v = ((value << 1) ^ (value >> 63)) as u64;
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// A gzip batch whose records section inflates to 300 MB of zeros: it fits
+/// in message.max.bytes compressed, and a timestamp lookup that has to look
+/// inside it must fail cleanly instead of exhausting memory.
+fn gzip_bomb(timestamp: i64, value_mib: i64) -> bytes::Bytes {
+    use std::io::Write;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    // One valid record whose value is 300 MiB of zeros (past the 256 MiB
+    // cap), so without the cap the lookup would succeed, having inflated it.
+    let value_len: i64 = value_mib * 1024 * 1024;
+    let mut head = vec![0u8, 0, 0, 1]; // attributes, timestamp delta, offset delta, null key
+    varint(&mut head, value_len);
+    let body_len = head.len() as i64 + value_len + 1; // + header count
+    let mut prefix = Vec::new();
+    varint(&mut prefix, body_len);
+    encoder.write_all(&prefix).unwrap();
+    encoder.write_all(&head).unwrap();
+    let zeros = vec![0u8; 1024 * 1024];
+    for _ in 0..value_mib {
+        encoder.write_all(&zeros).unwrap();
+    }
+    encoder.write_all(&[0]).unwrap(); // no headers
+    let compressed = encoder.finish().unwrap();
+    let mut b = vec![0u8; 61];
+    b.extend_from_slice(&compressed);
+    let len = (b.len() - 12) as i32;
+    b[8..12].copy_from_slice(&len.to_be_bytes());
+    b[16] = 2;
+    b[21..23].copy_from_slice(&1i16.to_be_bytes()); // gzip
+    b[27..35].copy_from_slice(&timestamp.to_be_bytes());
+    b[35..43].copy_from_slice(&timestamp.to_be_bytes());
+    b[43..51].copy_from_slice(&(-1i64).to_be_bytes());
+    b[51..53].copy_from_slice(&(-1i16).to_be_bytes());
+    b[53..57].copy_from_slice(&(-1i32).to_be_bytes());
+    b[57..61].copy_from_slice(&1i32.to_be_bytes());
+    let crc = crc32c::crc32c(&b[21..]);
+    b[17..21].copy_from_slice(&crc.to_be_bytes());
+    b.into()
+}
+
+#[tokio::test]
+async fn decompression_bomb_is_refused_on_timestamp_lookup() {
+    let broker = TestBroker::start().await;
+    let mut client = broker.client().await;
+    client.create_topic("bomb", 1).await;
+    let now = common::now_ms();
+    let lookup = |topic: &str| {
+        ListOffsetsRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_topics(vec![ListOffsetsTopic::default()
+                .with_name(name(topic))
+                .with_partitions(vec![
+                    ListOffsetsPartition::default().with_timestamp(now - 1_000)
+                ])])
+    };
+    // Control: the same encoding with an 8 MiB value is a valid batch.
+    client.create_topic("not-a-bomb", 1).await;
+    assert_eq!(
+        client
+            .produce("not-a-bomb", 0, gzip_bomb(now, 8), 1)
+            .await
+            .0,
+        0
+    );
+    let r: ListOffsetsResponse = client
+        .send(ApiKey::ListOffsets, 7, &lookup("not-a-bomb"))
+        .await;
+    let found = &r.topics[0].partitions[0];
+    assert_eq!(
+        (found.error_code, found.offset, found.timestamp),
+        (0, 0, now)
+    );
+
+    let bomb = gzip_bomb(now, 300);
+    assert!(
+        bomb.len() < 1_048_588,
+        "the bomb fits in message.max.bytes: {}",
+        bomb.len()
+    );
+    assert_eq!(client.produce("bomb", 0, bomb, 1).await.0, 0);
+    let r: ListOffsetsResponse = client.send(ApiKey::ListOffsets, 7, &lookup("bomb")).await;
+    assert_ne!(
+        r.topics[0].partitions[0].error_code, 0,
+        "the lookup fails instead of inflating 300 MiB"
+    );
+    // The broker is still there for everyone.
+    client.create_topic("after-bomb", 1).await;
+    broker.running.shutdown().await;
+}

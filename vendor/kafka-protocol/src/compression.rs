@@ -26,6 +26,21 @@ pub use snappy::Snappy;
 #[cfg(feature = "zstd")]
 pub use zstd::Zstd;
 
+/// Metrobus patch: the most bytes one batch may decompress to. The stock
+/// decompressors buffer the whole output, so without a cap a small batch
+/// crafted to inflate without bound (a decompression bomb) would exhaust
+/// memory. Kafka streams records instead; 256 MiB is far above any real
+/// batch (max.message.bytes is about 1 MiB compressed).
+pub const MAX_DECOMPRESSED_BYTES: usize = 256 * 1024 * 1024;
+
+/// Fails when more than [`MAX_DECOMPRESSED_BYTES`] came out.
+pub(crate) fn check_decompressed_size(len: usize) -> Result<()> {
+    if len > MAX_DECOMPRESSED_BYTES {
+        anyhow::bail!("batch decompresses to more than {MAX_DECOMPRESSED_BYTES} bytes");
+    }
+    Ok(())
+}
+
 /// A trait for record compression algorithms.
 pub trait Compressor<B: ByteBufMut> {
     /// Target buffer type for compression.

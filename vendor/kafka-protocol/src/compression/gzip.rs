@@ -3,7 +3,7 @@ use std::io::Write;
 use anyhow::{Context, Result};
 use bytes::buf::BufMut;
 use bytes::{Bytes, BytesMut};
-use flate2::write::{GzDecoder, GzEncoder};
+use flate2::write::GzEncoder;
 use flate2::Compression;
 
 use crate::protocol::buf::{ByteBuf, ByteBufMut};
@@ -39,13 +39,17 @@ impl<B: ByteBuf> Decompressor<B> for Gzip {
     where
         F: FnOnce(&mut Self::Buf) -> Result<R>,
     {
-        let mut tmp = BytesMut::new();
-
-        // Decompress directly from the input buffer
-        let mut d = GzDecoder::new((&mut tmp).writer());
-        d.write_all(&buf.copy_to_bytes(buf.remaining()))
-            .context("Failed to decompress gzip")?;
-        d.finish().context("Failed to decompress gzip")?;
+        // Metrobus patch: read through a limit instead of writing it all.
+        let mut tmp = BytesMut::new().writer();
+        let input = buf.copy_to_bytes(buf.remaining());
+        let decoder = flate2::read::GzDecoder::new(bytes::Buf::reader(input));
+        std::io::copy(
+            &mut std::io::Read::take(decoder, super::MAX_DECOMPRESSED_BYTES as u64 + 1),
+            &mut tmp,
+        )
+        .context("Failed to decompress gzip")?;
+        let tmp = tmp.into_inner();
+        super::check_decompressed_size(tmp.len())?;
 
         f(&mut tmp.into())
     }

@@ -47,10 +47,17 @@ impl<B: ByteBuf> Decompressor<B> for Lz4 {
         // Allocate a temporary buffer to hold the uncompressed bytes
         let buf = buf.copy_to_bytes(buf.remaining());
 
-        let mut decoder = Decoder::new(buf.reader()).context("Failed to decompress lz4")?;
-        io::copy(&mut decoder, &mut tmp).context("Failed to decompress lz4")?;
+        let decoder = Decoder::new(buf.reader()).context("Failed to decompress lz4")?;
+        // Metrobus patch: stop past the cap instead of inflating without bound.
+        io::copy(
+            &mut io::Read::take(decoder, super::MAX_DECOMPRESSED_BYTES as u64 + 1),
+            &mut tmp,
+        )
+        .context("Failed to decompress lz4")?;
+        let tmp = tmp.into_inner();
+        super::check_decompressed_size(tmp.len())?;
 
-        f(&mut tmp.into_inner().into())
+        f(&mut tmp.into())
     }
 }
 

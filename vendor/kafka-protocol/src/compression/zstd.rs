@@ -37,9 +37,18 @@ impl<B: ByteBuf> Decompressor<B> for Zstd {
         let mut tmp = BytesMut::new().writer();
         // Allocate a temporary buffer to hold the uncompressed bytes
         let buf = buf.copy_to_bytes(buf.remaining());
-        zstd::stream::copy_decode(buf.reader(), &mut tmp).context("Failed to decompress zstd")?;
+        // Metrobus patch: stop past the cap instead of inflating without bound.
+        let decoder =
+            zstd::stream::read::Decoder::new(buf.reader()).context("Failed to decompress zstd")?;
+        std::io::copy(
+            &mut std::io::Read::take(decoder, super::MAX_DECOMPRESSED_BYTES as u64 + 1),
+            &mut tmp,
+        )
+        .context("Failed to decompress zstd")?;
+        let tmp = tmp.into_inner();
+        super::check_decompressed_size(tmp.len())?;
 
-        f(&mut tmp.into_inner().into())
+        f(&mut tmp.into())
     }
 }
 
