@@ -112,6 +112,12 @@ impl Db {
         Ok(())
     }
 
+    /// Makes every write so far durable: fsyncs the write-ahead log.
+    pub fn sync_wal(&self) -> Result<()> {
+        self.db.flush_wal(true)?;
+        Ok(())
+    }
+
     /// Reads one value.
     pub fn get(&self, cf: &str, key: &[u8]) -> Result<Option<Vec<u8>>> {
         Ok(self.db.get_cf(self.cf(cf)?, key)?)

@@ -7,6 +7,12 @@
 //! and share the next one: group commit, so concurrent producers share
 //! fsyncs instead of paying one each. Only after the write returns do the
 //! partitions' end offsets advance and the waiting requests get answers.
+//!
+//! Under the durable policy the fsync runs on a second thread, the syncer:
+//! the writer hands it each written group and goes on writing the next one
+//! while the write-ahead log is being synced, so memtable inserts and fsyncs
+//! overlap. A group is acknowledged (and becomes readable) only after a
+//! sync that started after its write returned.
 
 use std::collections::HashMap;
 use std::sync::mpsc;
@@ -78,18 +84,33 @@ enum Command {
 pub struct LogWriter {
     sender: mpsc::Sender<Command>,
     thread: Mutex<Option<JoinHandle<()>>>,
+    /// The syncer thread, under the durable policy.
+    syncer: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl LogWriter {
     /// Starts the thread. `sync` fsyncs every write (the durable policy).
     pub fn start(db: Arc<Db>, sync: bool) -> std::io::Result<Self> {
         let (sender, receiver) = mpsc::channel();
+        let (to_syncer, syncer) = if sync {
+            let (to_syncer, from_writer) = mpsc::channel();
+            let syncer_db = db.clone();
+            let handle = std::thread::Builder::new()
+                .name("log-syncer".to_owned())
+                .spawn(move || run_syncer(&syncer_db, &from_writer))?;
+            (Some(to_syncer), Some(handle))
+        } else {
+            (None, None)
+        };
+        // The writer owns the syncer's sender: when the writer stops, the
+        // syncer syncs what it was handed and stops too.
         let thread = std::thread::Builder::new()
             .name("log-writer".to_owned())
-            .spawn(move || run(&db, &receiver, sync))?;
+            .spawn(move || run(&db, &receiver, to_syncer.as_ref()))?;
         Ok(LogWriter {
             sender,
             thread: Mutex::new(Some(thread)),
+            syncer: Mutex::new(syncer),
         })
     }
 
@@ -121,16 +142,18 @@ impl LogWriter {
     /// Commits everything queued, then stops the thread. Blocking.
     pub fn shutdown(&self) {
         let _ = self.sender.send(Command::Shutdown);
-        let handle = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some(handle) = handle {
-            if handle.join().is_err() {
-                error!("log writer thread panicked");
+        for (name, thread) in [("writer", &self.thread), ("syncer", &self.syncer)] {
+            let handle = thread.lock().unwrap_or_else(|p| p.into_inner()).take();
+            if let Some(handle) = handle {
+                if handle.join().is_err() {
+                    error!(thread = name, "log thread panicked");
+                }
             }
         }
     }
 }
 
-fn run(db: &Db, receiver: &mpsc::Receiver<Command>, sync: bool) {
+fn run(db: &Db, receiver: &mpsc::Receiver<Command>, syncer: Option<&mpsc::Sender<Committed>>) {
     let mut stopping = false;
     while !stopping {
         let Ok(first) = receiver.recv() else { break };
@@ -151,10 +174,69 @@ fn run(db: &Db, receiver: &mpsc::Receiver<Command>, sync: bool) {
             }
         }
         if !group.is_empty() {
-            commit(db, group, sync);
+            commit(db, group, syncer);
         }
     }
     info!("log writer stopped");
+}
+
+/// A group written to RocksDB, waiting for its answers (and, under the
+/// durable policy, for the fsync that makes it durable).
+struct Committed {
+    staged: Vec<Staged>,
+    truncates: Vec<TruncateFront>,
+    deletes: Vec<(Uuid, oneshot::Sender<Result<()>>)>,
+}
+
+/// Syncs the write-ahead log for every group handed over since the last
+/// sync, then answers them in order.
+fn run_syncer(db: &Db, receiver: &mpsc::Receiver<Committed>) {
+    while let Ok(first) = receiver.recv() {
+        let mut groups = vec![first];
+        groups.extend(receiver.try_iter());
+        let started = Instant::now();
+        let outcome = db.sync_wal();
+        metrics::LOG_SYNC_SECONDS.observe(started.elapsed().as_secs_f64());
+        match outcome {
+            Ok(()) => {
+                for group in groups {
+                    finish_ok(group.staged, group.truncates, group.deletes, db);
+                }
+            }
+            Err(e) => {
+                // Written but not durable, with later writes queued behind:
+                // the log can no longer keep its promise. Kafka halts on a
+                // failed log directory; so do we, after answering.
+                error!(error = %e, "fsync of the write-ahead log failed, stopping the broker");
+                for group in groups {
+                    fail_all(group.staged, group.truncates, group.deletes);
+                }
+                std::process::exit(70);
+            }
+        }
+    }
+    info!("log syncer stopped");
+}
+
+/// Answers every request of a group with a storage error.
+fn fail_all(
+    staged: Vec<Staged>,
+    truncates: Vec<TruncateFront>,
+    deletes: Vec<(Uuid, oneshot::Sender<Result<()>>)>,
+) {
+    for s in staged {
+        let _ = s
+            .job_reply
+            .send(Err(Error::api(ResponseError::KafkaStorageError)));
+    }
+    for t in truncates {
+        let _ = t
+            .reply
+            .send(Err(Error::api(ResponseError::KafkaStorageError)));
+    }
+    for (_, reply) in deletes {
+        let _ = reply.send(Err(Error::api(ResponseError::KafkaStorageError)));
+    }
 }
 
 /// A staged append waiting for the write to finish.
@@ -165,7 +247,7 @@ struct Staged {
     size: i64,
 }
 
-fn commit(db: &Db, group: Vec<Command>, sync: bool) {
+fn commit(db: &Db, group: Vec<Command>, syncer: Option<&mpsc::Sender<Committed>>) {
     // Sized up front: growing a multi-megabyte batch by doubling copies it
     // repeatedly and faults in fresh pages each time.
     let payload: usize = group
@@ -220,31 +302,39 @@ fn commit(db: &Db, group: Vec<Command>, sync: bool) {
     }
     let appends = staged.len();
     let started = Instant::now();
-    let outcome = db.write(write, sync);
+    // Never fsync here: under the durable policy the syncer does, while
+    // this thread writes the next group.
+    let outcome = db.write(write, false);
     metrics::LOG_WRITE_SECONDS.observe(started.elapsed().as_secs_f64());
     metrics::LOG_WRITE_APPENDS.observe(appends as f64);
     match outcome {
-        Ok(()) => finish_ok(staged, truncates, deletes, db),
+        Ok(()) => {
+            let committed = Committed {
+                staged,
+                truncates,
+                deletes,
+            };
+            match syncer {
+                None => finish_ok(committed.staged, committed.truncates, committed.deletes, db),
+                Some(syncer) => {
+                    if let Err(unsent) = syncer.send(committed) {
+                        error!("log syncer stopped; failing the appends it would have synced");
+                        let c = unsent.0;
+                        fail_all(c.staged, c.truncates, c.deletes);
+                    }
+                }
+            }
+        }
         Err(e) => {
             error!(error = %e, "log write failed");
             for partition in touched.values() {
                 let mut state = partition.lock();
                 state.next_offset = state.log_end_offset;
             }
-            for s in staged {
+            for s in &staged {
                 s.partition.lock().size_bytes -= s.size;
-                let _ = s
-                    .job_reply
-                    .send(Err(Error::api(ResponseError::KafkaStorageError)));
             }
-            for t in truncates {
-                let _ = t
-                    .reply
-                    .send(Err(Error::api(ResponseError::KafkaStorageError)));
-            }
-            for (_, reply) in deletes {
-                let _ = reply.send(Err(Error::api(ResponseError::KafkaStorageError)));
-            }
+            fail_all(staged, truncates, deletes);
         }
     }
 }
