@@ -25,6 +25,51 @@ fn s(v: &str) -> StrBytes {
     StrBytes::from_string(v.to_owned())
 }
 
+const TOPIC: i8 = 2;
+const BROKER: i8 = 4;
+
+/// IncrementalAlterConfigs SET of one config on one resource.
+fn incremental_set(
+    resource_type: i8,
+    resource: &str,
+    key: &str,
+    value: &str,
+) -> IncrementalAlterConfigsRequest {
+    IncrementalAlterConfigsRequest::default().with_resources(vec![AlterConfigsResource::default()
+        .with_resource_type(resource_type)
+        .with_resource_name(s(resource))
+        .with_configs(vec![AlterableConfig::default()
+            .with_name(s(key))
+            .with_config_operation(0)
+            .with_value(Some(s(value)))])])
+}
+
+/// Legacy AlterConfigs setting one topic config.
+fn alter_topic(topic: &str, key: &str, value: &str) -> AlterConfigsRequest {
+    AlterConfigsRequest::default().with_resources(vec![
+        alter_configs_request::AlterConfigsResource::default()
+            .with_resource_type(TOPIC)
+            .with_resource_name(s(topic))
+            .with_configs(vec![alter_configs_request::AlterableConfig::default()
+                .with_name(s(key))
+                .with_value(Some(s(value)))]),
+    ])
+}
+
+/// DescribeConfigs of the given resources, all configs each.
+fn describe_configs(resources: &[(i8, &str)]) -> DescribeConfigsRequest {
+    DescribeConfigsRequest::default().with_resources(
+        resources
+            .iter()
+            .map(|(kind, name)| {
+                DescribeConfigsResource::default()
+                    .with_resource_type(*kind)
+                    .with_resource_name(s(name))
+            })
+            .collect(),
+    )
+}
+
 #[tokio::test]
 async fn create_topics_validates_like_kafka() {
     let broker = TestBroker::start_with(|c| c.num_partitions = 3).await;
@@ -168,54 +213,22 @@ async fn configs_describe_and_incremental_alter() {
     let broker = TestBroker::start().await;
     let mut client = broker.client().await;
     client.create_topic("conf", 1).await;
-    let alter = IncrementalAlterConfigsRequest::default().with_resources(vec![
-        AlterConfigsResource::default()
-            .with_resource_type(2)
-            .with_resource_name(s("conf"))
-            .with_configs(vec![AlterableConfig::default()
-                .with_name(s("retention.ms"))
-                .with_config_operation(0)
-                .with_value(Some(s("12345")))]),
-    ]);
+    let alter = incremental_set(TOPIC, "conf", "retention.ms", "12345");
     let r: IncrementalAlterConfigsResponse = client
         .send(ApiKey::IncrementalAlterConfigs, 1, &alter)
         .await;
     assert_eq!(r.responses[0].error_code, 0);
-    let bad = AlterConfigsRequest::default().with_resources(vec![
-        alter_configs_request::AlterConfigsResource::default()
-            .with_resource_type(2)
-            .with_resource_name(s("conf"))
-            .with_configs(vec![alter_configs_request::AlterableConfig::default()
-                .with_name(s("retention.ms"))
-                .with_value(Some(s("forever")))]),
-    ]);
+    let bad = alter_topic("conf", "retention.ms", "forever");
     let r: AlterConfigsResponse = client.send(ApiKey::AlterConfigs, 2, &bad).await;
     assert_eq!(
         r.responses[0].error_code, 40,
         "{:?}",
         r.responses[0].error_message
     );
-    let missing = AlterConfigsRequest::default().with_resources(vec![
-        alter_configs_request::AlterConfigsResource::default()
-            .with_resource_type(2)
-            .with_resource_name(s("missing"))
-            .with_configs(vec![alter_configs_request::AlterableConfig::default()
-                .with_name(s("retention.ms"))
-                .with_value(Some(s("1000")))]),
-    ]);
+    let missing = alter_topic("missing", "retention.ms", "1000");
     let r: AlterConfigsResponse = client.send(ApiKey::AlterConfigs, 2, &missing).await;
     assert_eq!(r.responses[0].error_code, 3);
-    let describe = DescribeConfigsRequest::default().with_resources(vec![
-        DescribeConfigsResource::default()
-            .with_resource_type(2)
-            .with_resource_name(s("conf")),
-        DescribeConfigsResource::default()
-            .with_resource_type(4)
-            .with_resource_name(s("1")),
-        DescribeConfigsResource::default()
-            .with_resource_type(2)
-            .with_resource_name(s("missing")),
-    ]);
+    let describe = describe_configs(&[(TOPIC, "conf"), (BROKER, "1"), (TOPIC, "missing")]);
     let r: DescribeConfigsResponse = client.send(ApiKey::DescribeConfigs, 4, &describe).await;
     let topic = &r.results[0];
     let retention = topic
@@ -246,17 +259,7 @@ async fn dynamic_broker_configs_change_topic_defaults() {
     let broker = TestBroker::start().await;
     let mut client = broker.client().await;
     client.create_topic("dyn", 1).await;
-    let set = |name: &str, value: &str| {
-        IncrementalAlterConfigsRequest::default().with_resources(vec![
-            AlterConfigsResource::default()
-                .with_resource_type(4)
-                .with_resource_name(s("1"))
-                .with_configs(vec![AlterableConfig::default()
-                    .with_name(s(name))
-                    .with_config_operation(0)
-                    .with_value(Some(s(value)))]),
-        ])
-    };
+    let set = |name: &str, value: &str| incremental_set(BROKER, "1", name, value);
     let r: IncrementalAlterConfigsResponse = client
         .send(
             ApiKey::IncrementalAlterConfigs,
@@ -285,14 +288,7 @@ async fn dynamic_broker_configs_change_topic_defaults() {
         )
         .await;
     assert_eq!(r.responses[0].error_code, 40, "invalid values are refused");
-    let describe = DescribeConfigsRequest::default().with_resources(vec![
-        DescribeConfigsResource::default()
-            .with_resource_type(2)
-            .with_resource_name(s("dyn")),
-        DescribeConfigsResource::default()
-            .with_resource_type(4)
-            .with_resource_name(s("1")),
-    ]);
+    let describe = describe_configs(&[(TOPIC, "dyn"), (BROKER, "1")]);
     let r: DescribeConfigsResponse = client.send(ApiKey::DescribeConfigs, 4, &describe).await;
     let topic_retention = r.results[0]
         .configs

@@ -70,6 +70,25 @@ pub async fn apply_broker(
         .map_err(|e| Error::Internal(format!("config task failed: {e}")))?
 }
 
+/// Applies a computed config set to a topic or to the broker's dynamic
+/// settings: the one place both alter APIs dispatch on the resource type.
+pub async fn apply_resource(
+    broker: &Arc<Broker>,
+    resource_type: i8,
+    name: &str,
+    compute: impl FnOnce(&BTreeMap<String, String>) -> Result<BTreeMap<String, String>>,
+    validate_only: bool,
+) -> Result<()> {
+    match resource_type {
+        RESOURCE_TOPIC => apply_topic(broker, name, compute, validate_only).await,
+        RESOURCE_BROKER => apply_broker(broker, name, compute, validate_only).await,
+        other => Err(Error::api_msg(
+            ResponseError::InvalidRequest,
+            format!("unsupported resource type {other}"),
+        )),
+    }
+}
+
 /// The legacy API's full config set; a null value is an invalid request.
 fn non_null(configs: &[AlterableConfig]) -> Result<BTreeMap<String, String>> {
     configs
@@ -131,18 +150,18 @@ pub async fn handle(
                 "Duplicate resource in request",
             ))
         } else {
-            match (resource.resource_type, non_null(&resource.configs)) {
-                (_, Err(e)) => Err(e),
-                (RESOURCE_TOPIC, Ok(wanted)) => {
-                    apply_topic(&broker, name, move |_| Ok(wanted), request.validate_only).await
+            match non_null(&resource.configs) {
+                Ok(wanted) => {
+                    apply_resource(
+                        &broker,
+                        resource.resource_type,
+                        name,
+                        move |_| Ok(wanted),
+                        request.validate_only,
+                    )
+                    .await
                 }
-                (RESOURCE_BROKER, Ok(wanted)) => {
-                    apply_broker(&broker, name, move |_| Ok(wanted), request.validate_only).await
-                }
-                (other, _) => Err(Error::api_msg(
-                    ResponseError::InvalidRequest,
-                    format!("unsupported resource type {other}"),
-                )),
+                Err(e) => Err(e),
             }
         };
         let (code, message) = outcome_fields(outcome, ApiKey::AlterConfigs);

@@ -13,8 +13,7 @@ use kafka_protocol::messages::{
 
 use crate::broker::Broker;
 use crate::error::{Error, Result};
-use crate::protocol::alter_configs::{apply_broker, apply_topic, duplicates, outcome_fields};
-use crate::protocol::describe_configs::{RESOURCE_BROKER, RESOURCE_TOPIC};
+use crate::protocol::alter_configs::{apply_resource, duplicates, outcome_fields};
 use crate::protocol::RequestContext;
 
 const OP_SET: i8 = 0;
@@ -121,32 +120,15 @@ pub async fn handle(
                 "Error due to duplicate config keys",
             ))
         } else {
-            match resource.resource_type {
-                RESOURCE_TOPIC => {
-                    let ops = resource.configs.clone();
-                    apply_topic(
-                        &broker,
-                        name,
-                        move |current| apply_ops(current, &ops),
-                        request.validate_only,
-                    )
-                    .await
-                }
-                RESOURCE_BROKER => {
-                    let ops = resource.configs.clone();
-                    apply_broker(
-                        &broker,
-                        name,
-                        move |current| apply_ops(current, &ops),
-                        request.validate_only,
-                    )
-                    .await
-                }
-                other => Err(Error::api_msg(
-                    ResponseError::InvalidRequest,
-                    format!("unsupported resource type {other}"),
-                )),
-            }
+            let ops = resource.configs.clone();
+            apply_resource(
+                &broker,
+                resource.resource_type,
+                name,
+                move |current| apply_ops(current, &ops),
+                request.validate_only,
+            )
+            .await
         };
         let (code, message) = outcome_fields(outcome, ApiKey::IncrementalAlterConfigs);
         responses.push(
