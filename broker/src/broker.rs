@@ -2,6 +2,8 @@
 //! order and [`RunningBroker::shutdown`] takes them down in reverse:
 //!
 //! 1. open RocksDB and the log writer, load metadata, host the partitions;
+//!    start the group coordinator (it loads `__consumer_offsets` in the
+//!    background, answering COORDINATOR_LOAD_IN_PROGRESS until done);
 //! 2. bind the Kafka and HTTP listeners, start retention; mark ready.
 //!
 //! Shutdown: stop accepting, let connections finish what they have in flight
@@ -24,6 +26,7 @@ use tracing::{info, warn};
 use crate::cluster::metadata::{MetadataImage, MetadataStore};
 use crate::cluster::topic_record::TopicRecord;
 use crate::config::BrokerConfig;
+use crate::coordinator::group_coordinator::GroupCoordinator;
 use crate::error::{Error, Result};
 use crate::log::LogManager;
 use crate::replication::ReplicaManager;
@@ -35,6 +38,8 @@ pub struct Broker {
     pub config: Arc<BrokerConfig>,
     pub metadata: Arc<MetadataStore>,
     pub replicas: Arc<ReplicaManager>,
+    /// Consumer groups and committed offsets.
+    pub groups: Arc<GroupCoordinator>,
     /// Bytes of requests in flight (`queued.max.request.bytes`), one permit
     /// per byte: the broker's request-memory bound.
     pub request_memory: Arc<tokio::sync::Semaphore>,
@@ -172,17 +177,25 @@ pub async fn start(config: BrokerConfig) -> anyhow::Result<RunningBroker> {
             host = "127.0.0.1".to_owned();
         }
     }
+    let shutdown = CancellationToken::new();
+    let groups = GroupCoordinator::new(
+        config.clone(),
+        metadata.clone(),
+        replicas.clone(),
+        shutdown.clone(),
+    );
+    groups.start();
     let broker = Arc::new(Broker {
         config: config.clone(),
         metadata: metadata.clone(),
         replicas: replicas.clone(),
+        groups,
         request_memory: Arc::new(tokio::sync::Semaphore::new(
             config.queued_max_request_bytes as usize,
         )),
         advertised_host: host,
         advertised_port: port,
     });
-    let shutdown = CancellationToken::new();
     let ready = Arc::new(AtomicBool::new(false));
     let mut tasks = JoinSet::new();
     let _ = tasks.spawn(server::listener::run(

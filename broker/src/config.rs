@@ -96,6 +96,26 @@ pub struct BrokerConfig {
     /// `shutdown.timeout.ms`: how long a clean shutdown waits for requests
     /// in flight before aborting them.
     pub shutdown_timeout_ms: u64,
+    /// `offsets.topic.num.partitions`: partitions of `__consumer_offsets` when it is created.
+    pub offsets_topic_num_partitions: i32,
+    /// `offsets.topic.segment.bytes`: bytes a `__consumer_offsets` partition may hold before the
+    /// coordinator compacts it (rewrites the live state, drops the rest).
+    pub offsets_topic_segment_bytes: i64,
+    /// `offsets.retention.minutes`: committed offsets of an empty group are kept this long.
+    pub offsets_retention_minutes: i64,
+    /// `offsets.retention.check.interval.ms`: how often offsets expire and the offsets topic is compacted.
+    pub offsets_retention_check_interval_ms: u64,
+    /// `offset.metadata.max.bytes`: the longest metadata string an offset commit may carry.
+    pub offset_metadata_max_bytes: usize,
+    /// `group.initial.rebalance.delay.ms`: how long a new group waits for more members
+    /// before its first rebalance.
+    pub group_initial_rebalance_delay_ms: i64,
+    /// `group.min.session.timeout.ms`: the shortest session timeout a member may ask for.
+    pub group_min_session_timeout_ms: i32,
+    /// `group.max.session.timeout.ms`: the longest session timeout a member may ask for.
+    pub group_max_session_timeout_ms: i32,
+    /// `group.max.size`: the most members a group may have.
+    pub group_max_size: usize,
     /// Names of the settings given explicitly (file, environment or flag),
     /// so DescribeConfigs can tell a static setting from a default.
     pub explicit: std::collections::BTreeSet<String>,
@@ -125,6 +145,15 @@ impl Default for BrokerConfig {
             queued_max_requests: 500,
             queued_max_request_bytes: 512 * 1024 * 1024,
             shutdown_timeout_ms: 10_000,
+            offsets_topic_num_partitions: 50,
+            offsets_topic_segment_bytes: 100 * 1024 * 1024,
+            offsets_retention_minutes: 7 * 24 * 60,
+            offsets_retention_check_interval_ms: 600_000,
+            offset_metadata_max_bytes: 4096,
+            group_initial_rebalance_delay_ms: 3000,
+            group_min_session_timeout_ms: 6000,
+            group_max_session_timeout_ms: 1_800_000,
+            group_max_size: i32::MAX as usize,
             explicit: std::collections::BTreeSet::new(),
         }
     }
@@ -153,6 +182,15 @@ pub const SETTING_NAMES: &[&str] = &[
     "queued.max.requests",
     "queued.max.request.bytes",
     "shutdown.timeout.ms",
+    "offsets.topic.num.partitions",
+    "offsets.topic.segment.bytes",
+    "offsets.retention.minutes",
+    "offsets.retention.check.interval.ms",
+    "offset.metadata.max.bytes",
+    "group.initial.rebalance.delay.ms",
+    "group.min.session.timeout.ms",
+    "group.max.session.timeout.ms",
+    "group.max.size",
 ];
 
 fn parse<T: FromStr>(name: &str, value: &str) -> anyhow::Result<T>
@@ -192,6 +230,25 @@ impl BrokerConfig {
             "queued.max.requests" => self.queued_max_requests = parse(name, value)?,
             "queued.max.request.bytes" => self.queued_max_request_bytes = parse(name, value)?,
             "shutdown.timeout.ms" => self.shutdown_timeout_ms = parse(name, value)?,
+            "offsets.topic.num.partitions" => {
+                self.offsets_topic_num_partitions = parse(name, value)?
+            }
+            "offsets.topic.segment.bytes" => self.offsets_topic_segment_bytes = parse(name, value)?,
+            "offsets.retention.minutes" => self.offsets_retention_minutes = parse(name, value)?,
+            "offsets.retention.check.interval.ms" => {
+                self.offsets_retention_check_interval_ms = parse(name, value)?
+            }
+            "offset.metadata.max.bytes" => self.offset_metadata_max_bytes = parse(name, value)?,
+            "group.initial.rebalance.delay.ms" => {
+                self.group_initial_rebalance_delay_ms = parse(name, value)?
+            }
+            "group.min.session.timeout.ms" => {
+                self.group_min_session_timeout_ms = parse(name, value)?
+            }
+            "group.max.session.timeout.ms" => {
+                self.group_max_session_timeout_ms = parse(name, value)?
+            }
+            "group.max.size" => self.group_max_size = parse(name, value)?,
             other => bail!("unknown setting `{other}`"),
         }
         let _ = self.explicit.insert(name.to_owned());
@@ -222,6 +279,17 @@ impl BrokerConfig {
             "queued.max.requests" => self.queued_max_requests.to_string(),
             "queued.max.request.bytes" => self.queued_max_request_bytes.to_string(),
             "shutdown.timeout.ms" => self.shutdown_timeout_ms.to_string(),
+            "offsets.topic.num.partitions" => self.offsets_topic_num_partitions.to_string(),
+            "offsets.topic.segment.bytes" => self.offsets_topic_segment_bytes.to_string(),
+            "offsets.retention.minutes" => self.offsets_retention_minutes.to_string(),
+            "offsets.retention.check.interval.ms" => {
+                self.offsets_retention_check_interval_ms.to_string()
+            }
+            "offset.metadata.max.bytes" => self.offset_metadata_max_bytes.to_string(),
+            "group.initial.rebalance.delay.ms" => self.group_initial_rebalance_delay_ms.to_string(),
+            "group.min.session.timeout.ms" => self.group_min_session_timeout_ms.to_string(),
+            "group.max.session.timeout.ms" => self.group_max_session_timeout_ms.to_string(),
+            "group.max.size" => self.group_max_size.to_string(),
             _ => return None,
         })
     }
@@ -315,6 +383,17 @@ impl BrokerConfig {
                 self.socket_request_max_bytes,
                 u32::MAX
             );
+        }
+        if self.offsets_topic_num_partitions < 1 || self.offsets_retention_check_interval_ms == 0 {
+            bail!("`offsets.topic.num.partitions` and `offsets.retention.check.interval.ms` must be positive");
+        }
+        if self.group_min_session_timeout_ms < 1
+            || self.group_max_session_timeout_ms < self.group_min_session_timeout_ms
+        {
+            bail!("`group.min.session.timeout.ms` must be positive and at most `group.max.session.timeout.ms`");
+        }
+        if self.group_initial_rebalance_delay_ms < 0 || self.group_max_size == 0 {
+            bail!("`group.initial.rebalance.delay.ms` must not be negative and `group.max.size` must be positive");
         }
         if self.log_retention_check_interval_ms == 0 {
             bail!("`log.retention.check.interval.ms` must be positive");

@@ -195,8 +195,67 @@ pub static LOG_DELETED_BYTES_TOTAL: LazyLock<IntCounter> = LazyLock::new(|| {
     )
 });
 
+/// Rebalances started by the group coordinator.
+pub static GROUP_REBALANCES_TOTAL: LazyLock<IntCounter> = LazyLock::new(|| {
+    register(
+        IntCounter::new(
+            "metrobus_group_rebalances_total",
+            "Consumer group rebalances started",
+        )
+        .expect("valid"),
+    )
+});
+
+/// Groups by state, set at each scrape.
+pub static GROUPS: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    gauge_vec(
+        "metrobus_group_count",
+        "Consumer groups coordinated here, by state",
+        &["state"],
+    )
+});
+
+/// Consumer lag: high watermark minus committed offset, set at each scrape.
+pub static GROUP_LAG: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    gauge_vec(
+        "metrobus_group_lag_records",
+        "Records between a group's committed offset and the partition's high watermark",
+        &["group", "topic", "partition"],
+    )
+});
+
+/// Committed offsets, set at each scrape.
+pub static GROUP_COMMITTED_OFFSET: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    gauge_vec(
+        "metrobus_group_committed_offset",
+        "A group's committed offset per partition",
+        &["group", "topic", "partition"],
+    )
+});
+
+/// A function run before each scrape to set gauges computed from state;
+/// returns false once its owner is gone, and is then dropped.
+pub type ScrapeHook = Box<dyn Fn() -> bool + Send + Sync>;
+
+static SCRAPE_HOOKS: std::sync::Mutex<Vec<ScrapeHook>> = std::sync::Mutex::new(Vec::new());
+
+/// Registers a function to run before each scrape.
+pub fn add_scrape_hook(hook: ScrapeHook) {
+    SCRAPE_HOOKS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(hook);
+}
+
 /// Renders every metric in the Prometheus text format.
 pub fn render() -> String {
+    // Computed gauges start from scratch so deleted groups disappear.
+    GROUP_LAG.reset();
+    GROUP_COMMITTED_OFFSET.reset();
+    SCRAPE_HOOKS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .retain(|hook| hook());
     let mut buffer = Vec::new();
     let encoder = TextEncoder::new();
     if let Err(e) = encoder.encode(&REGISTRY.gather(), &mut buffer) {
@@ -224,6 +283,10 @@ pub fn init() {
     LazyLock::force(&LOG_WRITE_APPENDS);
     LazyLock::force(&LOG_SYNC_SECONDS);
     LazyLock::force(&LOG_DELETED_BYTES_TOTAL);
+    LazyLock::force(&GROUP_REBALANCES_TOTAL);
+    LazyLock::force(&GROUPS);
+    LazyLock::force(&GROUP_LAG);
+    LazyLock::force(&GROUP_COMMITTED_OFFSET);
 }
 
 fn respond(request: &Request<Incoming>, ready: bool) -> Response<Full<Bytes>> {

@@ -178,6 +178,11 @@ impl PartitionLog {
             .map(|(&epoch, _)| epoch)
     }
 
+    /// Bytes of stored batches.
+    pub fn size_bytes(&self) -> i64 {
+        self.lock().size_bytes
+    }
+
     pub fn mark_deleted(&self) {
         self.deleted.store(true, Ordering::Release);
         let _ = metrics::LOG_END_OFFSET

@@ -6,16 +6,27 @@ pub mod alter_configs;
 pub mod api_versions;
 pub mod create_partitions;
 pub mod create_topics;
+pub mod delete_groups;
 pub mod delete_records;
 pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
+pub mod describe_groups;
 pub mod fetch;
+pub mod find_coordinator;
+pub mod heartbeat;
 pub mod incremental_alter_configs;
+pub mod join_group;
+pub mod leave_group;
+pub mod list_groups;
 pub mod list_offsets;
 pub mod metadata;
+pub mod offset_commit;
+pub mod offset_delete;
+pub mod offset_fetch;
 pub mod offset_for_leader_epoch;
 pub mod produce;
+pub mod sync_group;
 pub mod versions;
 
 use std::future::Future;
@@ -113,6 +124,17 @@ pub fn dispatch(
         ApiKey::OffsetForLeaderEpoch => {
             run(body, v, move |r| offset_for_leader_epoch::handle(b, c, r))
         }
+        ApiKey::FindCoordinator => run(body, v, move |r| find_coordinator::handle(b, c, r)),
+        ApiKey::JoinGroup => run(body, v, move |r| join_group::handle(b, c, r)),
+        ApiKey::SyncGroup => run(body, v, move |r| sync_group::handle(b, c, r)),
+        ApiKey::Heartbeat => run(body, v, move |r| heartbeat::handle(b, c, r)),
+        ApiKey::LeaveGroup => run(body, v, move |r| leave_group::handle(b, c, r)),
+        ApiKey::OffsetCommit => run(body, v, move |r| offset_commit::handle(b, c, r)),
+        ApiKey::OffsetFetch => run(body, v, move |r| offset_fetch::handle(b, c, r)),
+        ApiKey::DescribeGroups => run(body, v, move |r| describe_groups::handle(b, c, r)),
+        ApiKey::ListGroups => run(body, v, move |r| list_groups::handle(b, c, r)),
+        ApiKey::DeleteGroups => run(body, v, move |r| delete_groups::handle(b, c, r)),
+        ApiKey::OffsetDelete => run(body, v, move |r| offset_delete::handle(b, c, r)),
         other => Err(format!("{other:?} is not implemented")),
     }
 }

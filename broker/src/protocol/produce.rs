@@ -11,6 +11,7 @@ use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::Decodable;
 
 use crate::broker::Broker;
+use crate::coordinator::group_coordinator::OFFSETS_TOPIC;
 use crate::error::Error;
 use crate::log::topic_config::TopicConfig;
 use crate::protocol::{
@@ -44,6 +45,13 @@ pub fn dispatch(
                 Slot::Failed(Error::api(ResponseError::InvalidRequiredAcks))
             } else {
                 match (record, &topic_config) {
+                    // Only the coordinator writes Kafka's internal topic.
+                    (Ok(record), Ok(_)) if record.name == OFFSETS_TOPIC => {
+                        Slot::Failed(Error::api_msg(
+                            ResponseError::InvalidTopicException,
+                            format!("cannot append to internal topic {OFFSETS_TOPIC}"),
+                        ))
+                    }
                     (Ok(record), Ok(config)) => {
                         match (
                             broker.replicas.logs().get(record.id, data.index),

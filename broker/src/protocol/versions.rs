@@ -29,6 +29,17 @@ pub const SUPPORTED: &[(ApiKey, i16, i16, &str)] = &[
         "incremental_alter_configs",
     ),
     (ApiKey::DescribeCluster, 0, 2, "describe_cluster"),
+    (ApiKey::FindCoordinator, 0, 6, "find_coordinator"),
+    (ApiKey::JoinGroup, 0, 9, "join_group"),
+    (ApiKey::SyncGroup, 0, 5, "sync_group"),
+    (ApiKey::Heartbeat, 0, 4, "heartbeat"),
+    (ApiKey::LeaveGroup, 0, 5, "leave_group"),
+    (ApiKey::OffsetCommit, 2, 9, "offset_commit"),
+    (ApiKey::OffsetFetch, 1, 9, "offset_fetch"),
+    (ApiKey::DescribeGroups, 0, 6, "describe_groups"),
+    (ApiKey::ListGroups, 0, 5, "list_groups"),
+    (ApiKey::DeleteGroups, 0, 2, "delete_groups"),
+    (ApiKey::OffsetDelete, 0, 0, "offset_delete"),
 ];
 
 /// Whether `version` of `api` is implemented.
@@ -62,6 +73,7 @@ mod tests {
         }
         assert!(is_supported(ApiKey::Produce, 3));
         assert!(!is_supported(ApiKey::Produce, 2));
-        assert!(!is_supported(ApiKey::JoinGroup, 0));
+        assert!(is_supported(ApiKey::JoinGroup, 0));
+        assert!(!is_supported(ApiKey::OffsetCommit, 1));
     }
 }

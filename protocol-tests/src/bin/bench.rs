@@ -14,6 +14,7 @@
 //! - `payload`: incompressible payloads and the latency timestamp header;
 //! - `kafka`: librdkafka configuration, contexts and shared client helpers;
 //! - `throughput`: the `produce` and `consume` scenarios;
+//! - `group`: consume through a consumer group, and the rebalance time;
 //! - `latency`: the end-to-end `latency` scenario;
 //! - `machine`: the `loopback` and `disk` baselines.
 
@@ -21,6 +22,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+#[path = "bench/group.rs"]
+mod group;
 #[path = "bench/kafka.rs"]
 mod kafka;
 #[path = "bench/latency.rs"]
@@ -51,6 +54,8 @@ enum Cmd {
     Produce(throughput::ProduceArgs),
     /// Consume throughput: read N records from the beginning of every partition
     Consume(throughput::ConsumeArgs),
+    /// Consume through a group of consumers, then the rebalance time when one leaves
+    Group(group::GroupArgs),
     /// End-to-end latency at a fixed produce rate, measured by an in-process consumer
     Latency(latency::LatencyArgs),
     /// This machine's loopback TCP throughput (1 MiB writes)
@@ -64,6 +69,7 @@ fn main() -> ExitCode {
     let result = match &cli.cmd {
         Cmd::Produce(args) => throughput::produce(args),
         Cmd::Consume(args) => throughput::consume(args),
+        Cmd::Group(args) => group::group(args),
         Cmd::Latency(args) => latency::latency(args),
         Cmd::Loopback(args) => machine::loopback(args),
         Cmd::Disk(args) => machine::disk(args),

@@ -1,0 +1,163 @@
+//! OffsetFetch: committed offsets of one group (v1-7) or several (v8+);
+//! a partition with no commit gets offset -1.
+
+use std::sync::Arc;
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::offset_fetch_response::{
+    OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
+    OffsetFetchResponseTopic, OffsetFetchResponseTopics,
+};
+use kafka_protocol::messages::{ApiKey, OffsetFetchRequest, OffsetFetchResponse, TopicName};
+
+use crate::broker::Broker;
+use crate::coordinator::group::CommittedOffset;
+use crate::protocol::{count_error, str_bytes, topic_name, RequestContext};
+
+type Rows = Vec<(String, i32, Option<CommittedOffset>)>;
+/// Offsets grouped by topic: (topic, [(partition, committed offset)]).
+type ByTopic = Vec<(String, Vec<(i32, Option<CommittedOffset>)>)>;
+
+async fn fetch(
+    broker: &Broker,
+    group_id: &str,
+    wanted: Option<Vec<(String, i32)>>,
+) -> Result<Rows, ResponseError> {
+    if group_id.is_empty() {
+        return Err(ResponseError::InvalidGroupId);
+    }
+    broker.groups.fetch_offsets(group_id, wanted).await
+}
+
+/// Groups rows by topic, in first-seen order.
+fn by_topic(rows: Rows) -> ByTopic {
+    let mut out: ByTopic = Vec::new();
+    for (topic, partition, offset) in rows {
+        match out.iter_mut().find(|(t, _)| *t == topic) {
+            Some((_, list)) => list.push((partition, offset)),
+            None => out.push((topic, vec![(partition, offset)])),
+        }
+    }
+    out
+}
+
+fn fields(o: Option<&CommittedOffset>) -> (i64, i32, String) {
+    match o {
+        Some(o) => (o.offset, o.leader_epoch, o.metadata.clone()),
+        None => (-1, -1, String::new()),
+    }
+}
+
+pub async fn handle(
+    broker: Arc<Broker>,
+    context: RequestContext,
+    request: OffsetFetchRequest,
+) -> OffsetFetchResponse {
+    let version = context.api_version;
+    if version >= 8 {
+        let mut groups = Vec::new();
+        for group in &request.groups {
+            let wanted = group.topics.as_ref().map(|topics| {
+                topics
+                    .iter()
+                    .flat_map(|t| t.partition_indexes.iter().map(|p| (t.name.to_string(), *p)))
+                    .collect()
+            });
+            let entry = OffsetFetchResponseGroup::default().with_group_id(group.group_id.clone());
+            groups.push(
+                match fetch(&broker, group.group_id.as_str(), wanted).await {
+                    Ok(rows) => entry.with_topics(
+                        by_topic(rows)
+                            .into_iter()
+                            .map(|(topic, parts)| {
+                                OffsetFetchResponseTopics::default()
+                                    .with_name(topic_name(&topic))
+                                    .with_partitions(
+                                        parts
+                                            .iter()
+                                            .map(|(p, o)| {
+                                                let (offset, epoch, meta) = fields(o.as_ref());
+                                                OffsetFetchResponsePartitions::default()
+                                                    .with_partition_index(*p)
+                                                    .with_committed_offset(offset)
+                                                    .with_committed_leader_epoch(epoch)
+                                                    .with_metadata(Some(str_bytes(&meta)))
+                                            })
+                                            .collect(),
+                                    )
+                            })
+                            .collect(),
+                    ),
+                    Err(e) => {
+                        count_error(ApiKey::OffsetFetch, e.code());
+                        entry.with_error_code(e.code())
+                    }
+                },
+            );
+        }
+        return OffsetFetchResponse::default().with_groups(groups);
+    }
+    let wanted: Option<Vec<(String, i32)>> = request.topics.as_ref().map(|topics| {
+        topics
+            .iter()
+            .flat_map(|t| t.partition_indexes.iter().map(|p| (t.name.to_string(), *p)))
+            .collect()
+    });
+    let partition = |p: i32, o: Option<&CommittedOffset>, code: i16| {
+        let (offset, epoch, meta) = fields(o);
+        let entry = OffsetFetchResponsePartition::default()
+            .with_partition_index(p)
+            .with_committed_offset(offset)
+            .with_metadata(Some(str_bytes(&meta)))
+            .with_error_code(code);
+        if version >= 5 {
+            entry.with_committed_leader_epoch(epoch)
+        } else {
+            entry
+        }
+    };
+    match fetch(&broker, request.group_id.as_str(), wanted.clone()).await {
+        Ok(rows) => {
+            let topics = by_topic(rows)
+                .into_iter()
+                .map(|(topic, parts)| {
+                    OffsetFetchResponseTopic::default()
+                        .with_name(topic_name(&topic))
+                        .with_partitions(
+                            parts
+                                .iter()
+                                .map(|(p, o)| partition(*p, o.as_ref(), 0))
+                                .collect(),
+                        )
+                })
+                .collect();
+            OffsetFetchResponse::default().with_topics(topics)
+        }
+        Err(e) => {
+            count_error(ApiKey::OffsetFetch, e.code());
+            if version >= 2 {
+                return OffsetFetchResponse::default().with_error_code(e.code());
+            }
+            // v1 has no top-level error: every partition carries it.
+            let rows = wanted
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(t, p)| (t, p, None))
+                .collect();
+            let topics = by_topic(rows)
+                .into_iter()
+                .map(|(topic, parts)| {
+                    OffsetFetchResponseTopic::default()
+                        .with_name(TopicName(str_bytes(&topic)))
+                        .with_partitions(
+                            parts
+                                .iter()
+                                .map(|(p, _)| partition(*p, None, e.code()))
+                                .collect(),
+                        )
+                })
+                .collect();
+            OffsetFetchResponse::default().with_topics(topics)
+        }
+    }
+}
