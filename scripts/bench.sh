@@ -174,6 +174,14 @@ broker_scenarios() {
     scenario consume-100b "$policy" consume -b "$brokers" -t bench-p100-acks1 \
         --records "${count:-$records_small}" --max-seconds "$max_seconds"
 
+    # A consumer group of 3 on 6 partitions, then one member leaves.
+    scenario produce-100b-group "$policy" produce -b "$brokers" -t bench-group \
+        --partitions 6 --records "$records_small" --size 100 --acks 1 --linger-ms 5 \
+        --max-seconds "$max_seconds"
+    count=$(json_field "$last_line" records)
+    scenario group-consume-100b "$policy" group -b "$brokers" -t bench-group \
+        --records "${count:-$records_small}" --consumers 3 --max-seconds "$max_seconds"
+
     scenario produce-1k-acksall "$policy" produce -b "$brokers" -t bench-p1k-acksall \
         --partitions 3 --records "$records_large" --size 1024 --acks all --linger-ms 5 \
         --max-seconds "$max_seconds"

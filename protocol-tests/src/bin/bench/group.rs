@@ -28,8 +28,9 @@ use crate::kafka::{
 };
 use crate::report::JsonLine;
 
-/// First payload byte of records written after the leaver closed.
-const AFTER_LEAVE: u8 = 1;
+/// Payload prefix of records written after the leaver closed (the
+/// pre-filled records are random bytes; 8 bytes make a clash negligible).
+const AFTER_LEAVE: &[u8; 8] = b"MB-LEAVE";
 
 #[derive(Args, Debug)]
 pub(crate) struct GroupArgs {
@@ -93,13 +94,17 @@ fn member(args: &GroupArgs, group: &str, index: usize, shared: Arc<Shared>) -> R
             Some(Ok(message)) => {
                 let now = Instant::now();
                 let payload = message.payload().unwrap_or(&[]);
-                if payload.first() == Some(&AFTER_LEAVE) {
+                if payload.starts_with(AFTER_LEAVE) {
                     let _ = shared
                         .resumed
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
                         .entry(message.partition())
                         .or_insert(now);
+                    continue;
+                }
+                if shared.leave.load(Ordering::Relaxed) {
+                    // Phase 2 re-reads (from the last commit) are not counted.
                     continue;
                 }
                 shared.consumed.fetch_add(1, Ordering::Relaxed);
@@ -172,7 +177,8 @@ pub(crate) fn group(args: &GroupArgs) -> Result<bool> {
         shared.leave.store(true, Ordering::Release);
         let phase2_deadline = left_at + Duration::from_secs(60);
         let period = Duration::from_micros(1_000_000 / args.phase2_rate.max(1));
-        let payload = [AFTER_LEAVE; 100];
+        let mut payload = [0u8; 100];
+        payload[..AFTER_LEAVE.len()].copy_from_slice(AFTER_LEAVE);
         let mut rebalance = None;
         while Instant::now() < phase2_deadline {
             for p in 0..partitions {
