@@ -24,6 +24,7 @@ use tracing::{info, warn};
 use crate::cluster::metadata::{MetadataImage, MetadataStore};
 use crate::cluster::topic_record::TopicRecord;
 use crate::config::BrokerConfig;
+use crate::coordinator::producer_id::ProducerIdManager;
 use crate::error::{Error, Result};
 use crate::log::LogManager;
 use crate::replication::ReplicaManager;
@@ -35,6 +36,8 @@ pub struct Broker {
     pub config: Arc<BrokerConfig>,
     pub metadata: Arc<MetadataStore>,
     pub replicas: Arc<ReplicaManager>,
+    /// Producer ids for InitProducerId.
+    pub producer_ids: Arc<ProducerIdManager>,
     /// Bytes of requests in flight (`queued.max.request.bytes`), one permit
     /// per byte: the broker's request-memory bound.
     pub request_memory: Arc<tokio::sync::Semaphore>,
@@ -145,12 +148,14 @@ pub async fn start(config: BrokerConfig) -> anyhow::Result<RunningBroker> {
     let data_dir = config.log_dirs.clone();
     let flush = config.log_flush_policy;
     let static_config = config.clone();
-    let (logs, metadata) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
-        let logs = Arc::new(LogManager::open(&data_dir, flush)?);
-        let metadata = Arc::new(MetadataStore::load(logs.db().clone(), static_config)?);
-        Ok((logs, metadata))
-    })
-    .await??;
+    let (logs, metadata, producer_ids) =
+        tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+            let logs = Arc::new(LogManager::open(&data_dir, flush)?);
+            let metadata = Arc::new(MetadataStore::load(logs.db().clone(), static_config)?);
+            let producer_ids = Arc::new(ProducerIdManager::load(logs.db().clone())?);
+            Ok((logs, metadata, producer_ids))
+        })
+        .await??;
     let replicas = Arc::new(ReplicaManager::new(logs.clone(), config.clone()));
     let image = metadata.image();
     let reconcile_replicas = replicas.clone();
@@ -176,6 +181,7 @@ pub async fn start(config: BrokerConfig) -> anyhow::Result<RunningBroker> {
         config: config.clone(),
         metadata: metadata.clone(),
         replicas: replicas.clone(),
+        producer_ids,
         request_memory: Arc::new(tokio::sync::Semaphore::new(
             config.queued_max_request_bytes as usize,
         )),

@@ -14,11 +14,13 @@
 //!   the writer thread with group commit, reads, retention.
 //! - [`replication`]: the replica manager (append, fetch long-poll, offsets).
 //! - [`cluster`]: the metadata image and the store that changes it.
+//! - [`coordinator`]: producer-id blocks for idempotent producers.
 //! - [`metrics`]: Prometheus metrics and the HTTP endpoint.
 
 pub mod broker;
 pub mod cluster;
 pub mod config;
+pub mod coordinator;
 pub mod error;
 pub mod log;
 pub mod metrics;

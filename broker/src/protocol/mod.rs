@@ -12,6 +12,7 @@ pub mod describe_cluster;
 pub mod describe_configs;
 pub mod fetch;
 pub mod incremental_alter_configs;
+pub mod init_producer_id;
 pub mod list_offsets;
 pub mod metadata;
 pub mod offset_for_leader_epoch;
@@ -113,6 +114,7 @@ pub fn dispatch(
         ApiKey::OffsetForLeaderEpoch => {
             run(body, v, move |r| offset_for_leader_epoch::handle(b, c, r))
         }
+        ApiKey::InitProducerId => run(body, v, move |r| init_producer_id::handle(b, c, r)),
         other => Err(format!("{other:?} is not implemented")),
     }
 }

@@ -29,6 +29,7 @@ pub const SUPPORTED: &[(ApiKey, i16, i16, &str)] = &[
         "incremental_alter_configs",
     ),
     (ApiKey::DescribeCluster, 0, 2, "describe_cluster"),
+    (ApiKey::InitProducerId, 0, 5, "init_producer_id"),
 ];
 
 /// Whether `version` of `api` is implemented.
