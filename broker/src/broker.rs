@@ -27,6 +27,7 @@ use crate::cluster::metadata::{MetadataImage, MetadataStore};
 use crate::cluster::topic_record::TopicRecord;
 use crate::config::BrokerConfig;
 use crate::coordinator::group_coordinator::GroupCoordinator;
+use crate::coordinator::producer_id::ProducerIdManager;
 use crate::error::{Error, Result};
 use crate::log::LogManager;
 use crate::replication::ReplicaManager;
@@ -40,6 +41,8 @@ pub struct Broker {
     pub replicas: Arc<ReplicaManager>,
     /// Consumer groups and committed offsets.
     pub groups: Arc<GroupCoordinator>,
+    /// Producer ids for InitProducerId.
+    pub producer_ids: Arc<ProducerIdManager>,
     /// Bytes of requests in flight (`queued.max.request.bytes`), one permit
     /// per byte: the broker's request-memory bound.
     pub request_memory: Arc<tokio::sync::Semaphore>,
@@ -150,12 +153,14 @@ pub async fn start(config: BrokerConfig) -> anyhow::Result<RunningBroker> {
     let data_dir = config.log_dirs.clone();
     let flush = config.log_flush_policy;
     let static_config = config.clone();
-    let (logs, metadata) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
-        let logs = Arc::new(LogManager::open(&data_dir, flush)?);
-        let metadata = Arc::new(MetadataStore::load(logs.db().clone(), static_config)?);
-        Ok((logs, metadata))
-    })
-    .await??;
+    let (logs, metadata, producer_ids) =
+        tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+            let logs = Arc::new(LogManager::open(&data_dir, flush)?);
+            let metadata = Arc::new(MetadataStore::load(logs.db().clone(), static_config)?);
+            let producer_ids = Arc::new(ProducerIdManager::load(logs.db().clone())?);
+            Ok((logs, metadata, producer_ids))
+        })
+        .await??;
     let replicas = Arc::new(ReplicaManager::new(logs.clone(), config.clone()));
     let image = metadata.image();
     let reconcile_replicas = replicas.clone();
@@ -190,6 +195,7 @@ pub async fn start(config: BrokerConfig) -> anyhow::Result<RunningBroker> {
         metadata: metadata.clone(),
         replicas: replicas.clone(),
         groups,
+        producer_ids,
         request_memory: Arc::new(tokio::sync::Semaphore::new(
             config.queued_max_request_bytes as usize,
         )),
@@ -250,6 +256,7 @@ impl RunningBroker {
             self.tasks.abort_all();
             while self.tasks.join_next().await.is_some() {}
         }
+        self.broker.groups.shutdown().await;
         let logs = self.broker.replicas.logs().clone();
         let _ = tokio::task::spawn_blocking(move || logs.shutdown()).await;
         info!("broker stopped");

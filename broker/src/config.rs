@@ -77,6 +77,9 @@ pub struct BrokerConfig {
     pub log_retention_bytes: i64,
     /// `log.retention.check.interval.ms`: how often retention runs.
     pub log_retention_check_interval_ms: u64,
+    /// `producer.id.expiration.ms`: an idempotent producer idle this long
+    /// is forgotten by each partition (checked with retention).
+    pub producer_id_expiration_ms: i64,
     /// `message.max.bytes`: the largest record batch a topic accepts by default.
     pub message_max_bytes: i32,
     /// `log.flush.policy`: `durable` (fsync, group commit) or `replicated`.
@@ -137,6 +140,7 @@ impl Default for BrokerConfig {
             log_retention_ms: 7 * 24 * 60 * 60 * 1000,
             log_retention_bytes: -1,
             log_retention_check_interval_ms: 5 * 60 * 1000,
+            producer_id_expiration_ms: 24 * 60 * 60 * 1000,
             message_max_bytes: 1_048_588,
             log_flush_policy: FlushPolicy::Durable,
             socket_request_max_bytes: 100 * 1024 * 1024,
@@ -174,6 +178,7 @@ pub const SETTING_NAMES: &[&str] = &[
     "log.retention.ms",
     "log.retention.bytes",
     "log.retention.check.interval.ms",
+    "producer.id.expiration.ms",
     "message.max.bytes",
     "log.flush.policy",
     "socket.request.max.bytes",
@@ -222,6 +227,7 @@ impl BrokerConfig {
             "log.retention.check.interval.ms" => {
                 self.log_retention_check_interval_ms = parse(name, value)?
             }
+            "producer.id.expiration.ms" => self.producer_id_expiration_ms = parse(name, value)?,
             "message.max.bytes" => self.message_max_bytes = parse(name, value)?,
             "log.flush.policy" => self.log_flush_policy = parse(name, value)?,
             "socket.request.max.bytes" => self.socket_request_max_bytes = parse(name, value)?,
@@ -271,6 +277,7 @@ impl BrokerConfig {
             "log.retention.ms" => self.log_retention_ms.to_string(),
             "log.retention.bytes" => self.log_retention_bytes.to_string(),
             "log.retention.check.interval.ms" => self.log_retention_check_interval_ms.to_string(),
+            "producer.id.expiration.ms" => self.producer_id_expiration_ms.to_string(),
             "message.max.bytes" => self.message_max_bytes.to_string(),
             "log.flush.policy" => self.log_flush_policy.to_string(),
             "socket.request.max.bytes" => self.socket_request_max_bytes.to_string(),
@@ -398,6 +405,9 @@ impl BrokerConfig {
         if self.log_retention_check_interval_ms == 0 {
             bail!("`log.retention.check.interval.ms` must be positive");
         }
+        if self.producer_id_expiration_ms < 1 {
+            bail!("`producer.id.expiration.ms` must be at least 1");
+        }
         if self.log_retention_ms < -1 || self.log_retention_bytes < -1 {
             bail!("retention settings must be -1 (unlimited) or non-negative");
         }
@@ -485,6 +495,7 @@ mod tests {
         assert_eq!(config.listeners, "127.0.0.1:9092");
         assert_eq!(config.message_max_bytes, 1_048_588);
         assert_eq!(config.log_retention_ms, 604_800_000);
+        assert_eq!(config.producer_id_expiration_ms, 86_400_000);
         assert!(SETTING_NAMES
             .iter()
             .all(|n| config.get(n).is_some() || *n == "cluster.id"));

@@ -14,7 +14,7 @@
 //!   the writer thread with group commit, reads, retention.
 //! - [`replication`]: the replica manager (append, fetch long-poll, offsets).
 //! - [`cluster`]: the metadata image and the store that changes it.
-//! - [`coordinator`]: consumer groups and committed offsets.
+//! - [`coordinator`]: consumer groups, committed offsets, producer-id blocks.
 //! - [`metrics`]: Prometheus metrics and the HTTP endpoint.
 
 pub mod broker;

@@ -121,6 +121,26 @@ pub static LOG_START_OFFSET: LazyLock<IntGaugeVec> = LazyLock::new(|| {
     )
 });
 
+/// Idempotent producer ids with state per partition.
+pub static PRODUCER_IDS: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    gauge_vec(
+        "metrobus_partition_producer_ids",
+        "Idempotent producer ids whose sequence state the partition keeps",
+        &["topic", "partition"],
+    )
+});
+
+/// Retried idempotent batches answered with their original offsets.
+pub static LOG_DUPLICATE_BATCHES_TOTAL: LazyLock<IntCounter> = LazyLock::new(|| {
+    register(
+        IntCounter::new(
+            "metrobus_log_duplicate_batches_total",
+            "Retried idempotent batches answered with their original offsets instead of appended",
+        )
+        .expect("valid"),
+    )
+});
+
 /// Partitions hosted by this node.
 pub static PARTITIONS: LazyLock<IntGauge> = LazyLock::new(|| {
     register(IntGauge::new("metrobus_partitions", "Partitions hosted by this node").expect("valid"))
@@ -274,6 +294,8 @@ pub fn init() {
     LazyLock::force(&MESSAGES_IN_TOTAL);
     LazyLock::force(&LOG_END_OFFSET);
     LazyLock::force(&LOG_START_OFFSET);
+    LazyLock::force(&PRODUCER_IDS);
+    LazyLock::force(&LOG_DUPLICATE_BATCHES_TOTAL);
     LazyLock::force(&PARTITIONS);
     LazyLock::force(&TOPICS);
     LazyLock::force(&CONNECTIONS);

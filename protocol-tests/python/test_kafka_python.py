@@ -217,8 +217,8 @@ def test_produce_and_consume_in_assign_mode(broker, admin):
         bootstrap_servers=broker.bootstrap,
         client_id="metrobus-kafka-python",
         acks="all",
-        # Idempotence (InitProducerId) is not part of issue 2; see
-        # test_default_producer_is_idempotent for the default settings.
+        # The default (idempotent) settings are covered by
+        # test_default_producer_is_idempotent.
         enable_idempotence=False,
         linger_ms=5,
         request_timeout_ms=OP_TIMEOUT_S * 1000,
@@ -294,16 +294,13 @@ def test_gzip_round_trip(broker, admin):
     broker.assert_alive()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="kafka-python 3 (like the Java client since 3.0) defaults to an idempotent "
-    "producer, which needs InitProducerId (api key 22); Metrobus does not implement it "
-    "yet. strict: once it does, this test passes and the marker must go.",
-)
 def test_default_producer_is_idempotent(broker, admin):
+    # kafka-python 3 (like the Java client since 3.0) defaults to an
+    # idempotent producer: InitProducerId, then batches with sequences.
     topic = _name("py-idempotent")
     _create(admin, topic)
     producer = KafkaProducer(bootstrap_servers=broker.bootstrap, max_block_ms=10_000)
+    assert producer.config["enable_idempotence"], "the client default under test"
     try:
         md = producer.send(topic, value=b"idempotent", partition=0).get(timeout=OP_TIMEOUT_S)
         assert md.offset == 0

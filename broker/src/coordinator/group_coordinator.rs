@@ -30,6 +30,7 @@ use kafka_protocol::records::{
     Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
 use tokio::sync::{oneshot, Notify};
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -173,6 +174,9 @@ pub struct GroupCoordinator {
     /// Serialises creation of the offsets topic.
     create_lock: tokio::sync::Mutex<()>,
     shutdown: CancellationToken,
+    /// Loading, expiry and timer tasks: joined at shutdown so none outlives
+    /// the broker (they hold the log, hence the database).
+    tasks: Mutex<JoinSet<()>>,
 }
 
 impl std::fmt::Debug for GroupCoordinator {
@@ -212,7 +216,24 @@ impl GroupCoordinator {
             inner: Mutex::new(Inner::default()),
             create_lock: tokio::sync::Mutex::new(()),
             shutdown,
+            tasks: Mutex::new(JoinSet::new()),
         })
+    }
+
+    /// Spawns a background task owned by the coordinator.
+    fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
+        let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
+        // Reap finished ones (timers of deleted groups) as we go.
+        while tasks.try_join_next().is_some() {}
+        drop(tasks.spawn(task));
+    }
+
+    /// Stops the background tasks and waits for them. Called after the
+    /// listeners have stopped, before the log closes.
+    pub async fn shutdown(&self) {
+        self.shutdown.cancel();
+        let mut tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|p| p.into_inner()));
+        while tasks.join_next().await.is_some() {}
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -232,10 +253,10 @@ impl GroupCoordinator {
     pub fn start(self: &Arc<Self>) {
         if self.metadata.image().topic(OFFSETS_TOPIC).is_some() {
             let this = self.clone();
-            drop(tokio::spawn(async move { this.load_all().await }));
+            self.spawn(async move { this.load_all().await });
         }
         let this = self.clone();
-        drop(tokio::spawn(async move { this.cleanup_loop().await }));
+        self.spawn(async move { this.cleanup_loop().await });
         let weak = Arc::downgrade(self);
         metrics::add_scrape_hook(Box::new(move || match weak.upgrade() {
             Some(this) => {

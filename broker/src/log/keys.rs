@@ -8,8 +8,10 @@
 //! |------------------|-------------------------------------------------------|-------|
 //! | `log`            | `topic_id(16) \| partition(u32) \| base_offset(i64)`  | the stored record batch, offset and leader epoch patched |
 //! | `partition_meta` | `topic_id(16) \| partition(u32) \| kind(u8) [\| epoch(i32)]` | see [`MetaKind`] |
+//! | `partition_meta` | `topic_id(16) \| partition(u32) \| kind(u8)=4 \| producer_id(i64)` | one producer's state, [`crate::log::producer_state::encode_entry`] |
 //! | `topics`         | `topic_id(16)`                                         | [`crate::cluster::topic_record`] encoding |
 //! | `cluster`        | a short ASCII name (`cluster.id`)                      | the value's bytes |
+//! | `cluster`        | `producer.id.block.end`                                | i64: the end of the last producer-id block handed out ([`crate::coordinator::producer_id`]) |
 //!
 //! Offsets are never negative, so the sign bit of the big-endian i64 never
 //! breaks the ordering.
@@ -39,6 +41,9 @@ pub enum MetaKind {
     SizeBytes = 2,
     /// keyed further by epoch (i32): i64 start offset of that leader epoch.
     LeaderEpochStart = 3,
+    /// keyed further by producer id (i64): that idempotent producer's epoch
+    /// and last batches, written in the same `WriteBatch` as its data.
+    ProducerState = 4,
 }
 
 /// `topic_id | partition`.
@@ -87,6 +92,19 @@ pub fn leader_epoch_of(key: &[u8]) -> Option<i32> {
     Some(u32::from_be_bytes(bytes) as i32)
 }
 
+/// `topic_id | partition | ProducerState | producer_id`.
+pub fn producer_state_key(topic_id: Uuid, partition: i32, producer_id: i64) -> Vec<u8> {
+    let mut key = meta_key(topic_id, partition, MetaKind::ProducerState);
+    key.extend_from_slice(&producer_id.to_be_bytes());
+    key
+}
+
+/// The producer id of a producer-state key.
+pub fn producer_id_of(key: &[u8]) -> Option<i64> {
+    let bytes: [u8; 8] = key.get(PARTITION_PREFIX_LEN + 1..)?.try_into().ok()?;
+    Some(i64::from_be_bytes(bytes))
+}
+
 /// The first key after every key of the topic: the end of a range delete.
 pub fn topic_end(topic_id: Uuid) -> [u8; 17] {
     let mut key = [0xffu8; 17];
@@ -125,5 +143,16 @@ mod tests {
         assert_eq!(leader_epoch_of(&key), Some(42));
         assert!(key.starts_with(&partition_prefix(id, 3)));
         assert!(leader_epoch_key(id, 3, 1) < leader_epoch_key(id, 3, 2));
+    }
+
+    #[test]
+    fn producer_state_keys_roundtrip_and_stay_apart() {
+        let id = Uuid::from_u128(9);
+        let key = producer_state_key(id, 3, 1_000_123);
+        assert_eq!(producer_id_of(&key), Some(1_000_123));
+        assert!(key.starts_with(&meta_key(id, 3, MetaKind::ProducerState)));
+        assert!(!key.starts_with(&meta_key(id, 3, MetaKind::LeaderEpochStart)));
+        assert!(producer_state_key(id, 3, 255) < producer_state_key(id, 3, 256));
+        assert!(key < topic_end(id).to_vec());
     }
 }

@@ -4,6 +4,7 @@
 //! - [`db`]: the RocksDB instance and its column families.
 //! - [`batch`]: the record batch header view, validation and patching.
 //! - [`partition`]: one partition's offsets and the watch that wakes fetches.
+//! - [`producer_state`]: idempotent producers' sequence checks, pure.
 //! - [`writer`]: the writer thread with group commit; the only writer of data.
 //! - [`reader`]: blocking reads (fetch, timestamp lookups, scans, load).
 //! - [`retention`]: pure retention decisions.
@@ -14,6 +15,7 @@ pub mod batch;
 pub mod db;
 pub mod keys;
 pub mod partition;
+pub mod producer_state;
 pub mod reader;
 pub mod retention;
 pub mod topic_config;

@@ -14,6 +14,7 @@ use prometheus::{IntCounter, IntGauge};
 use tokio::sync::watch;
 use uuid::Uuid;
 
+use crate::log::producer_state::ProducerStateTable;
 use crate::metrics;
 
 /// A consistent snapshot of a partition's offsets.
@@ -38,6 +39,9 @@ pub(crate) struct PartitionState {
     pub(crate) leader_epoch: i32,
     /// Leader epoch -> first offset written in it.
     pub(crate) epoch_starts: BTreeMap<i32, i64>,
+    /// Owned by the writer thread: idempotent producers' epochs and last
+    /// batches, checked and updated where offsets are assigned.
+    pub(crate) producers: ProducerStateTable,
 }
 
 /// Counters cached per partition so the hot path skips label lookups.
@@ -48,6 +52,7 @@ pub(crate) struct PartitionMetrics {
     pub(crate) messages_in: IntCounter,
     pub(crate) log_end_offset: IntGauge,
     pub(crate) log_start_offset: IntGauge,
+    pub(crate) producer_ids: IntGauge,
 }
 
 /// A partition hosted on this node.
@@ -72,6 +77,7 @@ pub(crate) struct LoadedState {
     pub(crate) log_end_offset: i64,
     pub(crate) size_bytes: i64,
     pub(crate) epoch_starts: BTreeMap<i32, i64>,
+    pub(crate) producers: ProducerStateTable,
 }
 
 impl PartitionLog {
@@ -84,9 +90,11 @@ impl PartitionLog {
             messages_in: metrics::MESSAGES_IN_TOTAL.with_label_values(&[topic]),
             log_end_offset: metrics::LOG_END_OFFSET.with_label_values(&labels),
             log_start_offset: metrics::LOG_START_OFFSET.with_label_values(&labels),
+            producer_ids: metrics::PRODUCER_IDS.with_label_values(&labels),
         };
         metrics.log_end_offset.set(loaded.log_end_offset);
         metrics.log_start_offset.set(loaded.log_start_offset);
+        metrics.producer_ids.set(loaded.producers.len() as i64);
         let leader_epoch = loaded.epoch_starts.keys().next_back().copied().unwrap_or(0);
         let (hw_tx, _) = watch::channel(loaded.log_end_offset);
         PartitionLog {
@@ -102,6 +110,7 @@ impl PartitionLog {
                 size_bytes: loaded.size_bytes,
                 leader_epoch,
                 epoch_starts: loaded.epoch_starts,
+                producers: loaded.producers,
             }),
             hw_tx,
             metrics,
@@ -189,10 +198,17 @@ impl PartitionLog {
             .remove_label_values(&[&self.topic, &self.partition.to_string()]);
         let _ = metrics::LOG_START_OFFSET
             .remove_label_values(&[&self.topic, &self.partition.to_string()]);
+        let _ =
+            metrics::PRODUCER_IDS.remove_label_values(&[&self.topic, &self.partition.to_string()]);
     }
 
     pub fn is_deleted(&self) -> bool {
         self.deleted.load(Ordering::Acquire)
+    }
+
+    /// How many idempotent producer ids have state in this partition.
+    pub fn producer_count(&self) -> usize {
+        self.lock().producers.len()
     }
 }
 

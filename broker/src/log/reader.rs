@@ -11,6 +11,7 @@ use crate::log::batch::BatchHeader;
 use crate::log::db::Db;
 use crate::log::keys::{self, MetaKind, CF_LOG, CF_PARTITION_META};
 use crate::log::partition::{LoadedState, PartitionLog};
+use crate::log::producer_state::{self, ProducerStateTable};
 use crate::log::retention::BatchInfo;
 
 type RawIter<'a> = DBRawIteratorWithThreadMode<'a, DB>;
@@ -191,8 +192,35 @@ fn meta_i64(db: &Db, p_topic: uuid::Uuid, partition: i32, kind: MetaKind) -> Res
         .map(i64::from_be_bytes))
 }
 
-/// Reads a partition's persisted state: log start, size, leader epochs, and
-/// the log end offset from its last batch.
+/// The idempotent producers' entries of a partition. An entry that does not
+/// decode is skipped with a warning: that producer is then unknown, and
+/// Kafka accepts an unknown producer's next sequence.
+fn load_producers(db: &Db, topic_id: uuid::Uuid, partition: i32) -> Result<ProducerStateTable> {
+    let prefix = keys::meta_key(topic_id, partition, MetaKind::ProducerState);
+    let mut it = db.raw().raw_iterator_cf(db.cf(CF_PARTITION_META)?);
+    it.seek(&prefix);
+    let mut entries = Vec::new();
+    while let (Some(key), Some(value)) = (it.key(), it.value()) {
+        if !key.starts_with(&prefix) {
+            break;
+        }
+        match (
+            keys::producer_id_of(key),
+            producer_state::decode_entry(value),
+        ) {
+            (Some(producer_id), Some(entry)) => entries.push((producer_id, entry)),
+            _ => {
+                tracing::warn!(%topic_id, partition, "skipping an undecodable producer state entry")
+            }
+        }
+        it.next();
+    }
+    it.status()?;
+    Ok(ProducerStateTable::from_entries(entries))
+}
+
+/// Reads a partition's persisted state: log start, size, leader epochs,
+/// idempotent producers, and the log end offset from its last batch.
 pub(crate) fn load(db: &Db, topic_id: uuid::Uuid, partition: i32) -> Result<LoadedState> {
     let log_start_offset =
         meta_i64(db, topic_id, partition, MetaKind::LogStartOffset)?.unwrap_or(0);
@@ -227,5 +255,6 @@ pub(crate) fn load(db: &Db, topic_id: uuid::Uuid, partition: i32) -> Result<Load
         log_end_offset,
         size_bytes,
         epoch_starts,
+        producers: load_producers(db, topic_id, partition)?,
     })
 }

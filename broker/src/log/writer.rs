@@ -13,6 +13,15 @@
 //! while the write-ahead log is being synced, so memtable inserts and fsyncs
 //! overlap. A group is acknowledged (and becomes readable) only after a
 //! sync that started after its write returned.
+//!
+//! Idempotent producers are checked here too, because this is where the
+//! order of appends and their offsets are fixed: a batch is checked against
+//! its producer's state (see [`crate::log::producer_state`]) right before it
+//! gets its offsets, a retried duplicate is answered with the original
+//! offsets without writing anything, and the state of every producer a
+//! group touched is written in the group's `WriteBatch`, so that data and
+//! producer state are durable together. A failed write puts the producers'
+//! previous state back.
 
 use std::collections::HashMap;
 use std::sync::mpsc;
@@ -24,7 +33,7 @@ use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 use rocksdb::WriteBatch;
 use tokio::sync::oneshot;
-use tracing::{error, info};
+use tracing::{debug, error, info};
 use uuid::Uuid;
 
 use crate::error::{Error, Result};
@@ -32,6 +41,7 @@ use crate::log::batch::{self, BatchHeader};
 use crate::log::db::Db;
 use crate::log::keys::{self, MetaKind, CF_LOG, CF_PARTITION_META};
 use crate::log::partition::PartitionLog;
+use crate::log::producer_state::{self, Check, ProducerBatch, ProducerStateEntry};
 use crate::metrics;
 
 /// Most bytes of appends committed in one write.
@@ -75,6 +85,11 @@ enum Command {
     DeleteTopic {
         topic_id: Uuid,
         reply: oneshot::Sender<Result<()>>,
+    },
+    /// Forget producers idle for `expiration_ms` or longer, on disk too.
+    ExpireProducers {
+        partitions: Vec<Arc<PartitionLog>>,
+        expiration_ms: i64,
     },
     Shutdown,
 }
@@ -137,6 +152,19 @@ impl LogWriter {
 
     pub fn delete_topic(&self, topic_id: Uuid, reply: oneshot::Sender<Result<()>>) -> Result<()> {
         self.send(Command::DeleteTopic { topic_id, reply })
+    }
+
+    /// Queues the expiration of idle producers (`producer.id.expiration.ms`)
+    /// in these partitions.
+    pub fn expire_producers(
+        &self,
+        partitions: Vec<Arc<PartitionLog>>,
+        expiration_ms: i64,
+    ) -> Result<()> {
+        self.send(Command::ExpireProducers {
+            partitions,
+            expiration_ms,
+        })
     }
 
     /// Commits everything queued, then stops the thread. Blocking.
@@ -239,6 +267,51 @@ fn fail_all(
     }
 }
 
+/// Milliseconds since the Unix epoch, for producer expiration.
+fn wall_clock_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// A producer in a partition: topic id, partition index, producer id.
+type ProducerKey = (Uuid, i32, i64);
+
+/// The producers a group changed, with the entry each had before the group
+/// (to put back if the write fails) and the partition that holds it.
+#[derive(Default)]
+struct TouchedProducers {
+    before: HashMap<ProducerKey, (Arc<PartitionLog>, Option<ProducerStateEntry>)>,
+}
+
+impl TouchedProducers {
+    /// Remembers the state before the group's first change to a producer.
+    fn note(
+        &mut self,
+        partition: &Arc<PartitionLog>,
+        producer_id: i64,
+        previous: Option<ProducerStateEntry>,
+    ) {
+        let _ = self
+            .before
+            .entry((partition.topic_id, partition.partition, producer_id))
+            .or_insert_with(|| (partition.clone(), previous));
+    }
+
+    /// Puts every touched producer's entry back as it was before the group.
+    fn undo(self) {
+        for ((_, _, producer_id), (partition, previous)) in self.before {
+            let mut state = partition.lock();
+            state.producers.restore(producer_id, previous);
+            partition
+                .metrics
+                .producer_ids
+                .set(state.producers.len() as i64);
+        }
+    }
+}
+
 /// A staged append waiting for the write to finish.
 struct Staged {
     job_reply: oneshot::Sender<Result<AppendResult>>,
@@ -262,24 +335,28 @@ fn commit(db: &Db, group: Vec<Command>, syncer: Option<&mpsc::Sender<Committed>>
     let mut truncates = Vec::new();
     let mut deletes = Vec::new();
     let mut touched: HashMap<(Uuid, i32), Arc<PartitionLog>> = HashMap::new();
+    let mut producers = TouchedProducers::default();
+    let now_ms = wall_clock_ms();
     for command in group {
         match command {
-            Command::Append(job) => match stage_append(db, &mut write, &job) {
-                Ok((result, size)) => {
-                    let _ = touched
-                        .entry((job.partition.topic_id, job.partition.partition))
-                        .or_insert_with(|| job.partition.clone());
-                    staged.push(Staged {
-                        job_reply: job.reply,
-                        partition: job.partition,
-                        result,
-                        size,
-                    });
+            Command::Append(job) => {
+                match stage_append(db, &mut write, &job, now_ms, &mut producers) {
+                    Ok((result, size)) => {
+                        let _ = touched
+                            .entry((job.partition.topic_id, job.partition.partition))
+                            .or_insert_with(|| job.partition.clone());
+                        staged.push(Staged {
+                            job_reply: job.reply,
+                            partition: job.partition,
+                            result,
+                            size,
+                        });
+                    }
+                    Err(e) => {
+                        let _ = job.reply.send(Err(e));
+                    }
                 }
-                Err(e) => {
-                    let _ = job.reply.send(Err(e));
-                }
-            },
+            }
             Command::TruncateFront(job) => match stage_truncate(db, &mut write, &job) {
                 Ok(()) => truncates.push(job),
                 Err(e) => {
@@ -294,11 +371,22 @@ fn commit(db: &Db, group: Vec<Command>, syncer: Option<&mpsc::Sender<Committed>>
                     }
                 }
             }
+            Command::ExpireProducers {
+                partitions,
+                expiration_ms,
+            } => {
+                if let Err(e) = stage_expire(db, &mut write, &partitions, now_ms, expiration_ms) {
+                    error!(error = %e, "staging producer expiration failed");
+                }
+            }
             Command::Shutdown => {}
         }
     }
     if let Err(e) = stage_sizes(db, &mut write, touched.values()) {
         error!(error = %e, "staging partition sizes failed");
+    }
+    if let Err(e) = stage_producer_states(db, &mut write, &producers) {
+        error!(error = %e, "staging producer states failed");
     }
     let appends = staged.len();
     let started = Instant::now();
@@ -334,6 +422,7 @@ fn commit(db: &Db, group: Vec<Command>, syncer: Option<&mpsc::Sender<Committed>>
             for s in &staged {
                 s.partition.lock().size_bytes -= s.size;
             }
+            producers.undo();
             fail_all(staged, truncates, deletes);
         }
     }
@@ -376,17 +465,51 @@ fn finish_ok(
     }
 }
 
-fn stage_append(db: &Db, write: &mut WriteBatch, job: &AppendJob) -> Result<(AppendResult, i64)> {
+/// Stages one append: checks its producer's sequence, assigns offsets,
+/// patches the batch and puts it in `write`. Returns where it landed and
+/// the bytes added; a duplicate returns its original offsets and 0 bytes.
+fn stage_append(
+    db: &Db,
+    write: &mut WriteBatch,
+    job: &AppendJob,
+    now_ms: i64,
+    producers: &mut TouchedProducers,
+) -> Result<(AppendResult, i64)> {
     let partition = &job.partition;
     if partition.is_deleted() {
         return Err(Error::api(ResponseError::UnknownTopicOrPartition));
     }
     let header = batch::validate_produce(&job.records, job.max_message_bytes)?;
+    let producer = ProducerBatch::from_header(&header)?;
     let count = i64::from(header.record_count());
     let size = job.records.len() as i64;
     let (base_offset, epoch, log_start_offset, new_epoch) = {
         let mut state = partition.lock();
+        if let Some(producer) = &producer {
+            if let Check::Duplicate(original) = state.producers.check(producer)? {
+                debug!(topic = %partition.topic, partition = partition.partition,
+                    producer_id = producer.producer_id, first_seq = producer.first_seq,
+                    base_offset = original.first_offset, "duplicate batch answered with its original offsets");
+                metrics::LOG_DUPLICATE_BATCHES_TOTAL.inc();
+                let result = AppendResult {
+                    base_offset: original.first_offset,
+                    last_offset: original.last_offset,
+                    log_start_offset: state.log_start_offset,
+                };
+                return Ok((result, 0));
+            }
+        }
         let base = state.next_offset;
+        if let Some(producer) = &producer {
+            let previous = state
+                .producers
+                .record(producer, base, base + count - 1, now_ms);
+            producers.note(partition, producer.producer_id, previous);
+            partition
+                .metrics
+                .producer_ids
+                .set(state.producers.len() as i64);
+        }
         state.next_offset = base + count;
         state.size_bytes += size;
         let epoch = state.leader_epoch;
@@ -426,10 +549,62 @@ fn stage_sizes<'a>(
     partitions: impl Iterator<Item = &'a Arc<PartitionLog>>,
 ) -> Result<()> {
     let cf = db.cf(CF_PARTITION_META)?;
-    for partition in partitions {
+    // A partition deleted in this group keeps no keys: its range delete is
+    // staged already, and a put after it would bring a key back.
+    for partition in partitions.filter(|p| !p.is_deleted()) {
         let size = partition.lock().size_bytes;
         let key = keys::meta_key(partition.topic_id, partition.partition, MetaKind::SizeBytes);
         write.put_cf(cf, key, size.to_be_bytes());
+    }
+    Ok(())
+}
+
+/// Puts the current entry of every producer the group changed, in the same
+/// `WriteBatch` as the data, so both are durable together.
+fn stage_producer_states(
+    db: &Db,
+    write: &mut WriteBatch,
+    producers: &TouchedProducers,
+) -> Result<()> {
+    let cf = db.cf(CF_PARTITION_META)?;
+    for (&(topic_id, index, producer_id), (partition, _)) in &producers.before {
+        if partition.is_deleted() {
+            continue;
+        }
+        // No entry: it expired later in this group, whose delete is staged.
+        if let Some(entry) = partition.lock().producers.get(producer_id) {
+            let key = keys::producer_state_key(topic_id, index, producer_id);
+            write.put_cf(cf, key, producer_state::encode_entry(entry));
+        }
+    }
+    Ok(())
+}
+
+/// Forgets the idle producers of `partitions` and deletes their keys.
+fn stage_expire(
+    db: &Db,
+    write: &mut WriteBatch,
+    partitions: &[Arc<PartitionLog>],
+    now_ms: i64,
+    expiration_ms: i64,
+) -> Result<()> {
+    let cf = db.cf(CF_PARTITION_META)?;
+    for partition in partitions.iter().filter(|p| !p.is_deleted()) {
+        let mut state = partition.lock();
+        let expired = state.producers.remove_expired(now_ms, expiration_ms);
+        for &producer_id in &expired {
+            let key =
+                keys::producer_state_key(partition.topic_id, partition.partition, producer_id);
+            write.delete_cf(cf, key);
+        }
+        partition
+            .metrics
+            .producer_ids
+            .set(state.producers.len() as i64);
+        if !expired.is_empty() {
+            debug!(topic = %partition.topic, partition = partition.partition,
+                expired = expired.len(), "expired idle producer ids");
+        }
     }
     Ok(())
 }

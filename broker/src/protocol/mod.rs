@@ -16,6 +16,7 @@ pub mod fetch;
 pub mod find_coordinator;
 pub mod heartbeat;
 pub mod incremental_alter_configs;
+pub mod init_producer_id;
 pub mod join_group;
 pub mod leave_group;
 pub mod list_groups;
@@ -135,6 +136,7 @@ pub fn dispatch(
         ApiKey::ListGroups => run(body, v, move |r| list_groups::handle(b, c, r)),
         ApiKey::DeleteGroups => run(body, v, move |r| delete_groups::handle(b, c, r)),
         ApiKey::OffsetDelete => run(body, v, move |r| offset_delete::handle(b, c, r)),
+        ApiKey::InitProducerId => run(body, v, move |r| init_producer_id::handle(b, c, r)),
         other => Err(format!("{other:?} is not implemented")),
     }
 }

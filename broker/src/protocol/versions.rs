@@ -40,6 +40,7 @@ pub const SUPPORTED: &[(ApiKey, i16, i16, &str)] = &[
     (ApiKey::ListGroups, 0, 5, "list_groups"),
     (ApiKey::DeleteGroups, 0, 2, "delete_groups"),
     (ApiKey::OffsetDelete, 0, 0, "offset_delete"),
+    (ApiKey::InitProducerId, 0, 5, "init_producer_id"),
 ];
 
 /// Whether `version` of `api` is implemented.

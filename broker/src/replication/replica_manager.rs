@@ -284,7 +284,33 @@ impl ReplicaManager {
         }
     }
 
-    /// Runs retention every `log.retention.check.interval.ms` until cancelled.
+    /// Forgets, in every hosted partition, the idempotent producers idle for
+    /// `producer.id.expiration.ms` (Kafka's `removeExpiredProducers`). Only
+    /// partitions with something to expire reach the writer.
+    pub fn expire_producers(&self) {
+        let now = now_ms();
+        let expiration_ms = self.config.producer_id_expiration_ms;
+        let partitions: Vec<_> = self
+            .logs
+            .all()
+            .into_iter()
+            .filter(|log| log.lock().producers.has_expired(now, expiration_ms))
+            .collect();
+        if partitions.is_empty() {
+            return;
+        }
+        debug!(partitions = partitions.len(), "expiring idle producer ids");
+        if let Err(e) = self
+            .logs
+            .writer()
+            .expire_producers(partitions, expiration_ms)
+        {
+            warn!(error = %e, "producer id expiration failed");
+        }
+    }
+
+    /// Runs retention and producer-id expiration every
+    /// `log.retention.check.interval.ms` until cancelled.
     pub async fn retention_loop(
         self: Arc<Self>,
         image: impl Fn() -> Arc<MetadataImage> + Send + 'static,
@@ -298,7 +324,10 @@ impl ReplicaManager {
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
-                _ = ticker.tick() => self.apply_retention(&image()).await,
+                _ = ticker.tick() => {
+                    self.apply_retention(&image()).await;
+                    self.expire_producers();
+                }
             }
         }
     }

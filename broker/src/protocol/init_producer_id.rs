@@ -1,0 +1,65 @@
+//! InitProducerId: a fresh producer id at epoch 0 for an idempotent
+//! producer. Transactions are not implemented, so a transactional id is
+//! refused.
+
+use std::sync::Arc;
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::{ApiKey, InitProducerIdRequest, InitProducerIdResponse, ProducerId};
+use tracing::{debug, warn};
+
+use crate::broker::Broker;
+use crate::protocol::{count_error, RequestContext};
+
+/// The id and epoch fields' "none" values.
+const NO_PRODUCER_ID: i64 = -1;
+const NO_PRODUCER_EPOCH: i16 = -1;
+
+fn failed(code: i16) -> InitProducerIdResponse {
+    count_error(ApiKey::InitProducerId, code);
+    InitProducerIdResponse::default()
+        .with_error_code(code)
+        .with_producer_id(ProducerId(NO_PRODUCER_ID))
+        .with_producer_epoch(NO_PRODUCER_EPOCH)
+}
+
+pub async fn handle(
+    broker: Arc<Broker>,
+    context: RequestContext,
+    request: InitProducerIdRequest,
+) -> InitProducerIdResponse {
+    if let Some(transactional_id) = &request.transactional_id {
+        if transactional_id.is_empty() {
+            // As Kafka's transaction coordinator answers an empty id.
+            return failed(ResponseError::InvalidRequest.code());
+        }
+        // No transaction coordinator yet. TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+        // is what Kafka answers when this principal may not use the
+        // transactional id, and it is fatal in every client: librdkafka and
+        // the Java client stop with a clear error at once, whereas the
+        // coordinator errors (COORDINATOR_NOT_AVAILABLE, NOT_COORDINATOR)
+        // would make them retry until their timeout, and librdkafka retries
+        // any other code forever.
+        debug!(transactional_id = %transactional_id.as_str(), client_id = %context.client_id,
+            "refusing a transactional producer: transactions are not supported");
+        return failed(ResponseError::TransactionalIdAuthorizationFailed.code());
+    }
+    // KIP-360 (v3+): an existing id and epoch come together or not at all.
+    let has_id = request.producer_id.0 != NO_PRODUCER_ID;
+    let has_epoch = request.producer_epoch != NO_PRODUCER_EPOCH;
+    if has_id != has_epoch {
+        return failed(ResponseError::InvalidRequest.code());
+    }
+    // Without a transactional id Kafka hands out a new producer id at epoch
+    // 0 even when the client sends its current one: the old id's sequences
+    // are then simply never used again.
+    match broker.producer_ids.generate_async().await {
+        Ok(producer_id) => InitProducerIdResponse::default()
+            .with_producer_id(ProducerId(producer_id))
+            .with_producer_epoch(0),
+        Err(e) => {
+            warn!(error = %e, "allocating a producer id failed");
+            failed(e.code())
+        }
+    }
+}
