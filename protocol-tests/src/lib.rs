@@ -6,6 +6,9 @@
 //! bounded, no port is fixed, and each test starts its own broker, so tests
 //! run in parallel safely.
 //!
+//! [`proxy::CuttingProxy`] sits between clients and a broker (which
+//! advertises the proxy) to cut every connection at chosen moments.
+//!
 //! The binary is taken from `METROBUS_BIN`, or else from next to the test
 //! executable (`target/release/deps/NAME` -> `target/release/metrobus`). Build
 //! it first: `cargo build --release -p metrobus`.
@@ -861,6 +864,8 @@ impl XorShift {
         out
     }
 }
+
+pub mod proxy;
 
 /// Hand-written Kafka wire encoding for tests that must send exact bytes
 /// (bad input, acks=0, corrupt batches) that no client library would send.
