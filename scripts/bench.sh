@@ -6,6 +6,10 @@
 # policy starts a fresh single-node broker on port 0 with a temporary data
 # directory and runs the librdkafka bench client against it:
 #   produce 100 B records, acks=1        consume them
+#   produce 100 B records, acks=all, without and with enable.idempotence
+#                                        (the idempotence cost, issue 3)
+#   produce 100 B to 6 partitions        consume them through a group of 3,
+#                                        then the rebalance time when one leaves
 #   produce 1 KiB records, acks=all      consume them
 #   end-to-end latency at 5000 records/s, 1 KiB, acks=all, linger 1 ms
 #
@@ -181,6 +185,15 @@ broker_scenarios() {
     count=$(json_field "$last_line" records)
     scenario group-consume-100b "$policy" group -b "$brokers" -t bench-group \
         --records "${count:-$records_small}" --consumers 3 --max-seconds "$max_seconds"
+
+    # The same load without and with idempotence, back to back, so the two
+    # lines compare the cost of the sequence checks (target: under 10%).
+    scenario produce-100b-acksall "$policy" produce -b "$brokers" -t bench-p100-acksall \
+        --partitions 3 --records "$records_small" --size 100 --acks all --linger-ms 5 \
+        --max-seconds "$max_seconds"
+    scenario produce-100b-acksall-idempotent "$policy" produce -b "$brokers" \
+        -t bench-p100-acksall-idem --partitions 3 --records "$records_small" --size 100 \
+        --acks all --idempotent --linger-ms 5 --max-seconds "$max_seconds"
 
     scenario produce-1k-acksall "$policy" produce -b "$brokers" -t bench-p1k-acksall \
         --partitions 3 --records "$records_large" --size 1024 --acks all --linger-ms 5 \
