@@ -119,8 +119,8 @@ impl Deliveries {
     }
 
     /// Awaits every delivery (bounded) and fails on any error, with the
-    /// end of the client's log.
-    async fn all_ok(self) {
+    /// end of the client's log (or the broker's, if it died).
+    async fn all_ok(self, broker: &mut BrokerProcess) {
         let all = async {
             for (i, task) in self.tasks.into_iter().enumerate() {
                 match task.await {
@@ -136,6 +136,8 @@ impl Deliveries {
             Ok(Err(failure)) => failure,
             Err(_) => "not every record was delivered within 180 s".to_owned(),
         };
+        // A broker that died (or was killed from outside) explains it.
+        broker.assert_alive();
         panic!(
             "{failure} (after {:?}); end of the client's log:\n{}",
             self.started.elapsed(),
@@ -231,7 +233,9 @@ async fn connections_cut_mid_stream_leave_every_record_once_and_in_order() {
         .await
         .unwrap();
     let (producer, client_log) = idempotent_producer(&proxy, &[("batch.num.messages", "100")]);
-    send_all(&producer, &client_log, &topic).all_ok().await;
+    send_all(&producer, &client_log, &topic)
+        .all_ok(&mut broker)
+        .await;
     broker.assert_alive();
     let cuts = proxy.cuts();
     assert!(
@@ -286,7 +290,7 @@ async fn broker_killed_and_restarted_mid_stream_leaves_every_record_once_and_in_
     tokio::time::sleep(Duration::from_millis(300)).await;
     broker.restart().unwrap_or_else(|e| panic!("{e:#}"));
     proxy.set_upstream(broker.kafka_addr());
-    deliveries.all_ok().await;
+    deliveries.all_ok(&mut broker).await;
     eprintln!("{acked_at_kill} of {RECORDS} records acknowledged at the kill");
     drop(producer);
     check_exactly_once_in_order(&broker, &topic);
