@@ -209,16 +209,15 @@ impl ProducerStateTable {
     }
 
     /// Records an appended batch (already checked) at `first_offset`. A new
-    /// epoch drops the batches of the old one. Returns the entry as it was
-    /// before, so that a failed write can put it back.
+    /// epoch drops the batches of the old one. To undo it, keep
+    /// [`Self::get`]'s entry from before and [`Self::restore`] it.
     pub fn record(
         &mut self,
         batch: &ProducerBatch,
         first_offset: i64,
         last_offset: i64,
         now_ms: i64,
-    ) -> Option<ProducerStateEntry> {
-        let previous = self.entries.get(&batch.producer_id).cloned();
+    ) {
         let entry = self
             .entries
             .entry(batch.producer_id)
@@ -242,11 +241,10 @@ impl ProducerStateTable {
             timestamp: batch.max_timestamp,
         });
         entry.last_append_ms = now_ms;
-        previous
     }
 
-    /// Puts back an entry returned by [`Self::record`] (`None`: the
-    /// producer had no entry).
+    /// Puts back an entry as [`Self::get`] returned it before a
+    /// [`Self::record`] (`None`: the producer had no entry).
     pub fn restore(&mut self, producer_id: i64, previous: Option<ProducerStateEntry>) {
         match previous {
             Some(entry) => {
@@ -376,7 +374,7 @@ mod tests {
         let check = table.check(&b)?;
         if check == Check::Append {
             let count = i64::from(b.last_seq.wrapping_sub(b.first_seq)) + 1;
-            let _ = table.record(&b, *next_offset, *next_offset + count - 1, 0);
+            table.record(&b, *next_offset, *next_offset + count - 1, 0);
             *next_offset += count;
         }
         Ok(check)
@@ -489,36 +487,29 @@ mod tests {
         let mut next = 0;
         let _ = append(&mut table, batch(0, 0, 1), &mut next).unwrap();
         let before = table.clone();
-        let previous = table.record(&batch(0, 1, 1), 1, 1, 5);
+        let previous = table.get(PID).cloned();
+        table.record(&batch(0, 1, 1), 1, 1, 5);
+        assert_ne!(table, before);
         table.restore(PID, previous);
         assert_eq!(table, before);
-        let previous = table.record(
-            &ProducerBatch {
-                producer_id: 7,
-                ..batch(0, 0, 1)
-            },
-            2,
-            2,
-            5,
-        );
-        assert_eq!(previous, None);
-        table.restore(7, previous);
+        let other = ProducerBatch {
+            producer_id: 7,
+            ..batch(0, 0, 1)
+        };
+        table.record(&other, 2, 2, 5);
+        table.restore(7, None);
         assert_eq!(table, before);
     }
 
     #[test]
     fn idle_producers_expire() {
         let mut table = ProducerStateTable::default();
-        let _ = table.record(&batch(0, 0, 1), 0, 0, 1_000);
-        let _ = table.record(
-            &ProducerBatch {
-                producer_id: 2,
-                ..batch(0, 0, 1)
-            },
-            1,
-            1,
-            5_000,
-        );
+        table.record(&batch(0, 0, 1), 0, 0, 1_000);
+        let other = ProducerBatch {
+            producer_id: 2,
+            ..batch(0, 0, 1)
+        };
+        table.record(&other, 1, 1, 5_000);
         assert!(!table.has_expired(5_999, 5_000));
         assert!(table.has_expired(6_000, 5_000));
         assert_eq!(table.remove_expired(6_000, 5_000), vec![PID]);

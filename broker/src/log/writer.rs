@@ -286,17 +286,17 @@ struct TouchedProducers {
 }
 
 impl TouchedProducers {
-    /// Remembers the state before the group's first change to a producer.
+    /// Remembers a producer's entry before the group's first change to it.
     fn note(
         &mut self,
         partition: &Arc<PartitionLog>,
         producer_id: i64,
-        previous: Option<ProducerStateEntry>,
+        current: Option<&ProducerStateEntry>,
     ) {
         let _ = self
             .before
             .entry((partition.topic_id, partition.partition, producer_id))
-            .or_insert_with(|| (partition.clone(), previous));
+            .or_insert_with(|| (partition.clone(), current.cloned()));
     }
 
     /// Puts every touched producer's entry back as it was before the group.
@@ -501,10 +501,14 @@ fn stage_append(
         }
         let base = state.next_offset;
         if let Some(producer) = &producer {
-            let previous = state
+            producers.note(
+                partition,
+                producer.producer_id,
+                state.producers.get(producer.producer_id),
+            );
+            state
                 .producers
                 .record(producer, base, base + count - 1, now_ms);
-            producers.note(partition, producer.producer_id, previous);
             partition
                 .metrics
                 .producer_ids
