@@ -17,8 +17,11 @@ const GROUP_KEY: i8 = 0;
 async fn find(broker: &Arc<Broker>, key: &str, key_type: i8) -> Result<(), ResponseError> {
     match key_type {
         GROUP_KEY => broker.groups.find_coordinator(key).await,
-        // Transactions are not implemented: no node coordinates them.
-        1 => Err(ResponseError::CoordinatorNotAvailable),
+        // Transactions are not implemented. librdkafka retries
+        // COORDINATOR_NOT_AVAILABLE forever but treats this code as fatal,
+        // so a transactional client fails at once with a clear error (the
+        // same answer InitProducerId gives a transactional id).
+        1 => Err(ResponseError::TransactionalIdAuthorizationFailed),
         _ => Err(ResponseError::InvalidRequest),
     }
 }
