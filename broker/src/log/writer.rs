@@ -335,11 +335,18 @@ fn commit(db: &Db, group: Vec<Command>, syncer: Option<&mpsc::Sender<Committed>>
     let mut truncates = Vec::new();
     let mut deletes = Vec::new();
     let mut touched: HashMap<(Uuid, i32), Arc<PartitionLog>> = HashMap::new();
+    // Each partition's next offset before this group: where to resume if
+    // the write fails. Not the log end offset, which lags behind groups
+    // already written and still waiting for their fsync.
+    let mut starts: HashMap<(Uuid, i32), (Arc<PartitionLog>, i64)> = HashMap::new();
     let mut producers = TouchedProducers::default();
     let now_ms = wall_clock_ms();
     for command in group {
         match command {
             Command::Append(job) => {
+                let _ = starts
+                    .entry((job.partition.topic_id, job.partition.partition))
+                    .or_insert_with(|| (job.partition.clone(), job.partition.lock().next_offset));
                 match stage_append(db, &mut write, &job, now_ms, &mut producers) {
                     Ok((result, size)) => {
                         let _ = touched
@@ -415,9 +422,8 @@ fn commit(db: &Db, group: Vec<Command>, syncer: Option<&mpsc::Sender<Committed>>
         }
         Err(e) => {
             error!(error = %e, "log write failed");
-            for partition in touched.values() {
-                let mut state = partition.lock();
-                state.next_offset = state.log_end_offset;
+            for (partition, start) in starts.values() {
+                partition.lock().next_offset = *start;
             }
             for s in &staged {
                 s.partition.lock().size_bytes -= s.size;
