@@ -121,6 +121,21 @@ impl Member {
             .unwrap_or_default()
     }
 
+    /// Answers this member's waiting JoinGroup and SyncGroup with `error`.
+    fn fail_waiting(&mut self, error: ResponseError, effects: &mut Effects) {
+        if std::mem::take(&mut self.awaiting_join) {
+            effects.replies.push(Reply::Join(
+                self.member_id.clone(),
+                JoinResult::error(error, &self.member_id),
+            ));
+        }
+        if std::mem::take(&mut self.awaiting_sync) {
+            effects
+                .replies
+                .push(Reply::Sync(self.member_id.clone(), Err(error)));
+        }
+    }
+
     fn expired(&self, now: i64) -> bool {
         !self.awaiting_join
             && !self.awaiting_sync
@@ -323,18 +338,7 @@ impl Group {
     pub fn mark_dead(&mut self, now: i64) -> Effects {
         let mut effects = Effects::default();
         for member in self.members.values_mut() {
-            if std::mem::take(&mut member.awaiting_join) {
-                effects.replies.push(Reply::Join(
-                    member.member_id.clone(),
-                    JoinResult::error(ResponseError::CoordinatorNotAvailable, &member.member_id),
-                ));
-            }
-            if std::mem::take(&mut member.awaiting_sync) {
-                effects.replies.push(Reply::Sync(
-                    member.member_id.clone(),
-                    Err(ResponseError::CoordinatorNotAvailable),
-                ));
-            }
+            member.fail_waiting(ResponseError::CoordinatorNotAvailable, &mut effects);
         }
         self.members.clear();
         self.pending_members.clear();
@@ -667,18 +671,8 @@ impl Group {
             );
         };
         let mut effects = Effects::default();
-        if std::mem::take(&mut member.awaiting_join) {
-            effects.replies.push(Reply::Join(
-                old_id.to_owned(),
-                JoinResult::error(ResponseError::FencedInstanceId, old_id),
-            ));
-        }
-        if std::mem::take(&mut member.awaiting_sync) {
-            effects.replies.push(Reply::Sync(
-                old_id.to_owned(),
-                Err(ResponseError::FencedInstanceId),
-            ));
-        }
+        // Requests still waiting under the old id are fenced.
+        member.fail_waiting(ResponseError::FencedInstanceId, &mut effects);
         let instance = p.group_instance_id.clone().unwrap_or_default();
         member.member_id = new_id.clone();
         member.client_id = p.client_id.clone();
@@ -991,7 +985,7 @@ impl Group {
 
     fn remove_member(&mut self, member_id: &str, now: i64) -> Effects {
         let mut effects = Effects::default();
-        let Some(member) = self.members.remove(member_id) else {
+        let Some(mut member) = self.members.remove(member_id) else {
             return effects;
         };
         if let Some(instance) = &member.group_instance_id {
@@ -999,18 +993,7 @@ impl Group {
                 let _ = self.static_members.remove(instance);
             }
         }
-        if member.awaiting_join {
-            effects.replies.push(Reply::Join(
-                member_id.to_owned(),
-                JoinResult::error(ResponseError::UnknownMemberId, member_id),
-            ));
-        }
-        if member.awaiting_sync {
-            effects.replies.push(Reply::Sync(
-                member_id.to_owned(),
-                Err(ResponseError::UnknownMemberId),
-            ));
-        }
+        member.fail_waiting(ResponseError::UnknownMemberId, &mut effects);
         if self.leader_id.as_deref() == Some(member_id) {
             self.leader_id = self.members().first().map(|m| m.member_id.clone());
         }
