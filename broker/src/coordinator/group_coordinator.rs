@@ -42,10 +42,11 @@ use super::record::{self, GroupValue, MemberValue, OffsetValue, RecordKey};
 use crate::cluster::metadata::MetadataStore;
 use crate::config::BrokerConfig;
 use crate::error::{Error, Result};
+use crate::log::now_ms;
 use crate::log::reader;
 use crate::log::writer::AppendResult;
 use crate::metrics;
-use crate::replication::replica_manager::{now_ms, AppendRequest};
+use crate::replication::replica_manager::AppendRequest;
 use crate::replication::ReplicaManager;
 
 /// Kafka's internal topic of group metadata and committed offsets.

@@ -36,6 +36,15 @@ use db::Db;
 use partition::PartitionLog;
 use writer::LogWriter;
 
+/// Milliseconds since the Unix epoch on this broker's clock (0 if the clock
+/// is before 1970): record timestamps, expiry and retention all use it.
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
 /// Every partition log on this node, the database and the writer thread.
 #[derive(Debug)]
 pub struct LogManager {

@@ -268,13 +268,6 @@ fn fail_all(
 }
 
 /// Milliseconds since the Unix epoch, for producer expiration.
-fn wall_clock_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
 /// A producer in a partition: topic id, partition index, producer id.
 type ProducerKey = (Uuid, i32, i64);
 
@@ -340,7 +333,7 @@ fn commit(db: &Db, group: Vec<Command>, syncer: Option<&mpsc::Sender<Committed>>
     // already written and still waiting for their fsync.
     let mut starts: HashMap<(Uuid, i32), (Arc<PartitionLog>, i64)> = HashMap::new();
     let mut producers = TouchedProducers::default();
-    let now_ms = wall_clock_ms();
+    let now_ms = crate::log::now_ms();
     for command in group {
         match command {
             Command::Append(job) => {

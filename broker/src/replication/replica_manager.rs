@@ -2,7 +2,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
@@ -16,7 +16,7 @@ use crate::log::partition::PartitionLog;
 use crate::log::retention::{self, RetentionPolicy};
 use crate::log::topic_config::TopicConfig;
 use crate::log::writer::{AppendJob, AppendResult, TruncateFront};
-use crate::log::{reader, LogManager};
+use crate::log::{now_ms, reader, LogManager};
 
 /// ListOffsets special timestamps.
 pub const LATEST_TIMESTAMP: i64 = -1;
@@ -47,13 +47,6 @@ pub struct OffsetAndTimestamp {
 pub struct ReplicaManager {
     pub(crate) logs: Arc<LogManager>,
     pub(crate) config: Arc<BrokerConfig>,
-}
-
-pub(crate) fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 fn storage_gone() -> Error {
