@@ -50,12 +50,14 @@ is_static() {
 
 if [[ -z $binary ]]; then
     if [[ -z $base_image ]] && musl_possible; then
-        log "building a static musl binary (cargo build --release --target $musl_target)"
-        (cd "$root" && cargo build --release --target "$musl_target" -p metrobus) >&2
+        log "building a static musl binary (cargo build --release --workspace --target $musl_target)"
+        (cd "$root" && cargo build --release --workspace --target "$musl_target") >&2
         binary=$CARGO_TARGET_DIR/$musl_target/release/metrobus
     else
         log "no musl target with a musl C++ compiler: building the glibc binary"
-        (cd "$root" && cargo build --release -p metrobus) >&2
+        # --workspace, not -p metrobus: -p unifies features differently and
+        # rebuilds RocksDB instead of reusing the workspace build.
+        (cd "$root" && cargo build --release --workspace) >&2
         binary=$CARGO_TARGET_DIR/release/metrobus
     fi
 fi

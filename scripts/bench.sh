@@ -12,13 +12,29 @@
 #                                        then the rebalance time when one leaves
 #   produce 1 KiB records, acks=all      consume them
 #   end-to-end latency at 5000 records/s, 1 KiB, acks=all, linger 1 ms
+# With --cluster (BENCH_CLUSTER=1) it then starts a 3-node loopback cluster
+# (durable flush policy, replication factor 3, min.insync.replicas 2) and
+# runs, labelled "cluster":
+#   produce 1 KiB records, acks=all      consume them
+#   end-to-end latency at 5000 records/s, 1 KiB, acks=all
+#   failover: kill -9 the leader of a partition under acks=all load, time
+#   to the first acknowledged record sent after the kill
+# With --security (BENCH_SECURITY=1) it starts one broker (replicated flush
+# policy, so the transport's cost is not hidden behind fsyncs) with
+# PLAINTEXT, SASL_PLAINTEXT and SASL_SSL listeners (a self-signed
+# certificate made with openssl) and a tenant user, and runs on each
+# listener in turn, labelled "security/LISTENER":
+#   produce 1 KiB records, acks=1        consume them
+# so the SASL and TLS lines read against the PLAINTEXT ones (issue 5's
+# targets: SASL costs under 5% of the throughput, TLS under 30%).
 #
 # stdout: one JSON line per scenario (nothing else), each with
 # "flush_policy", and for scenarios with a throughput "loopback_ratio" and
 # "disk_ratio" (its MiB/s over the loopback's and the disk's MiB/s).
 # stderr: progress. Exit status 1 if any scenario failed or lost records.
 #
-# Usage: scripts/bench.sh [--scale X] [--policies "durable replicated"] [--no-build]
+# Usage: scripts/bench.sh [--scale X] [--policies "durable replicated"] [--no-build] [--cluster]
+#                         [--security]
 # Environment (the options override):
 #   BENCH_SCALE=1            multiplies record counts and the latency duration
 #                            (BENCH_SCALE=0.05 is a quick smoke run)
@@ -42,6 +58,8 @@ policies=${BENCH_POLICIES:-"durable replicated"}
 build=1
 [[ ${BENCH_NO_BUILD:-0} == 1 ]] && build=0
 external=${BENCH_BROKERS:-}
+cluster=${BENCH_CLUSTER:-0}
+security=${BENCH_SECURITY:-0}
 max_seconds=${BENCH_MAX_SECONDS:-300}
 
 while [[ $# -gt 0 ]]; do
@@ -49,6 +67,8 @@ while [[ $# -gt 0 ]]; do
         --scale) scale=$2; shift 2 ;;
         --policies) policies=$2; shift 2 ;;
         --no-build) build=0; shift ;;
+        --cluster) cluster=1; shift ;;
+        --security) security=1; shift ;;
         -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         *) echo "bench.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
@@ -64,7 +84,7 @@ latency_seconds=$(awk -v s="$scale" 'BEGIN { v = int(10 * s + 0.5); if (v < 2) v
 
 if [[ $build == 1 ]]; then
     log "building release (CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
-    (cd "$root" && cargo build --release -p metrobus -p protocol-tests) >&2
+    (cd "$root" && cargo build --release --workspace) >&2
 fi
 bench_bin=$CARGO_TARGET_DIR/release/metrobus-bench
 broker_bin=${BENCH_BROKER_BIN:-$CARGO_TARGET_DIR/release/metrobus}
@@ -94,7 +114,145 @@ stop_broker() {
     broker_pid=
 }
 
+cluster_pids=()
+
+stop_cluster() {
+    local pid
+    for pid in "${cluster_pids[@]}"; do
+        kill -TERM "$pid" 2>/dev/null || true
+    done
+    for pid in "${cluster_pids[@]}"; do
+        for _ in $(seq 300); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+    cluster_pids=()
+}
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# start_cluster: three nodes on free loopback ports; sets brokers and pids.
+start_cluster() {
+    local dir=$run_dir/cluster i voters= ready
+    local -a kafka http ctl
+    mkdir -p "$dir"
+    for i in 1 2 3; do
+        kafka[i]=$(free_port)
+        http[i]=$(free_port)
+        ctl[i]=$(free_port)
+        voters+="${voters:+,}$i@127.0.0.1:${ctl[i]}"
+    done
+    for i in 1 2 3; do
+        printf '%s\n' "node.id = $i" "listeners = \"127.0.0.1:${kafka[i]}\"" \
+            "http.listener = \"127.0.0.1:${http[i]}\"" \
+            "controller.listener = \"127.0.0.1:${ctl[i]}\"" \
+            "controller.quorum.voters = \"$voters\"" "log.dirs = \"$dir/node-$i\"" \
+            "num.partitions = 3" >"$dir/node-$i.toml"
+        "$broker_bin" serve --config "$dir/node-$i.toml" >"$dir/node-$i.log" 2>&1 &
+        cluster_pids+=("$!")
+    done
+    for i in 1 2 3; do
+        ready=0
+        for _ in $(seq 600); do
+            if "$broker_bin" healthcheck --http "127.0.0.1:${http[i]}" >/dev/null 2>&1; then
+                ready=1
+                break
+            fi
+            sleep 0.1
+        done
+        if [[ $ready == 0 ]]; then
+            log "cluster node $i not ready within 60 s; its log:"
+            tail -n 30 "$dir/node-$i.log" >&2
+            return 1
+        fi
+    done
+    brokers="127.0.0.1:${kafka[1]},127.0.0.1:${kafka[2]},127.0.0.1:${kafka[3]}"
+    pids="1=${cluster_pids[0]},2=${cluster_pids[1]},3=${cluster_pids[2]}"
+    log "cluster up at $brokers (pids $pids), data in $dir"
+}
+
+cluster_scenarios() {
+    scenario produce-1k-acksall cluster produce -b "$brokers" -t bench-p1k-acksall \
+        --partitions 3 --records "$records_large" --size 1024 --acks all --linger-ms 5 \
+        --max-seconds "$max_seconds"
+    count=$(json_field "$last_line" records)
+    scenario consume-1k cluster consume -b "$brokers" -t bench-p1k-acksall \
+        --records "${count:-$records_large}" --max-seconds "$max_seconds"
+    scenario latency cluster latency -b "$brokers" -t bench-latency --partitions 3 \
+        --rate 5000 --size 1024 --seconds "$latency_seconds" --acks all --linger-ms 1
+    scenario failover cluster failover -b "$brokers" -t bench-failover --pids "$pids" \
+        --rate 1000 --warmup-seconds 3 --max-seconds 60 --idempotent
+}
+
+# start_secure_broker: PLAINTEXT, SASL_PLAINTEXT and SASL_SSL listeners;
+# sets listener_plain, listener_sasl, listener_ssl and ca_file.
+start_secure_broker() {
+    local dir=$run_dir/security
+    mkdir -p "$dir/data"
+    openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=localhost \
+        -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" \
+        -keyout "$dir/server.key" -out "$dir/server.crt" 2>/dev/null || {
+        log "openssl could not make a certificate"
+        return 1
+    }
+    cat "$dir/server.key" "$dir/server.crt" >"$dir/keystore.pem"
+    ca_file=$dir/server.crt
+    METROBUS_LOG_FLUSH_POLICY=replicated METROBUS_NUM_PARTITIONS=3 \
+        METROBUS_SUPER_USERS=User:admin \
+        METROBUS_SASL_SEED_USERS=bench@bench:bench-secret \
+        METROBUS_SSL_KEYSTORE_LOCATION="$dir/keystore.pem" \
+        "$broker_bin" serve \
+        --listeners PLAINTEXT://127.0.0.1:0,SASL_PLAINTEXT://127.0.0.1:0,SASL_SSL://127.0.0.1:0 \
+        --http-listener 127.0.0.1:0 --data-dir "$dir/data" --announce-file "$dir/announce" \
+        >"$dir/broker.log" 2>&1 &
+    broker_pid=$!
+    listener_plain=
+    for _ in $(seq 600); do
+        if ! kill -0 "$broker_pid" 2>/dev/null; then
+            log "secured broker exited at startup; its log:"
+            tail -n 30 "$dir/broker.log" >&2
+            broker_pid=
+            return 1
+        fi
+        listener_plain=$(sed -n 's/^listener.PLAINTEXT=//p' "$dir/announce" 2>/dev/null || true)
+        [[ -n $listener_plain ]] && break
+        sleep 0.1
+    done
+    [[ -n $listener_plain ]] || { log "secured broker wrote no announce file"; return 1; }
+    listener_sasl=$(sed -n 's/^listener.SASL_PLAINTEXT=//p' "$dir/announce")
+    listener_ssl=$(sed -n 's/^listener.SASL_SSL=//p' "$dir/announce")
+    log "secured broker pid $broker_pid: PLAINTEXT $listener_plain, SASL_PLAINTEXT $listener_sasl, SASL_SSL $listener_ssl"
+}
+
+security_scenarios() {
+    local name brokers_of count
+    local -a login
+    for name in PLAINTEXT SASL_PLAINTEXT SASL_SSL; do
+        login=()
+        case $name in
+            PLAINTEXT) brokers_of=$listener_plain ;;
+            SASL_PLAINTEXT) brokers_of=$listener_sasl ;;
+            SASL_SSL) brokers_of=$listener_ssl
+                login+=(-X "ssl.ca.location=$ca_file") ;;
+        esac
+        if [[ $name != PLAINTEXT ]]; then
+            login+=(-X "security.protocol=$name" -X sasl.mechanisms=SCRAM-SHA-256
+                -X sasl.username=bench@bench -X sasl.password=bench-secret)
+        fi
+        scenario produce-1k-acks1 "security/$name" produce -b "$brokers_of" \
+            -t "bench-sec-${name,,}" --partitions 3 --records "$records_large" --size 1024 \
+            --acks 1 --linger-ms 5 --max-seconds "$max_seconds" "${login[@]}"
+        count=$(json_field "$last_line" records)
+        scenario consume-1k "security/$name" consume -b "$brokers_of" -t "bench-sec-${name,,}" \
+            --records "${count:-$records_large}" --max-seconds "$max_seconds" "${login[@]}"
+    done
+}
+
 cleanup() {
+    stop_cluster
     stop_broker
     if [[ ${BENCH_KEEP:-0} == 1 || $failures -gt 0 ]]; then
         log "run directory kept: $run_dir"
@@ -234,6 +392,24 @@ else
         fi
         stop_broker
     done
+fi
+
+if [[ $cluster == 1 ]]; then
+    if start_cluster; then
+        cluster_scenarios
+    else
+        failures=$((failures + 1))
+    fi
+    stop_cluster
+fi
+
+if [[ $security == 1 ]]; then
+    if start_secure_broker; then
+        security_scenarios
+    else
+        failures=$((failures + 1))
+    fi
+    stop_broker
 fi
 
 if [[ $failures -gt 0 ]]; then

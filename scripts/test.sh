@@ -2,7 +2,8 @@
 # The whole test suite, as the README gives it and .ci/run calls it:
 # installs the tools the tests need, checks formatting and lints, builds the
 # broker, then runs the unit, in-process, black-box (rdkafka, kcat,
-# Prometheus) and Python (kafka-python) tests.
+# Prometheus, 3-process cluster failover) and Python (kafka-python) tests,
+# and the docker-compose cluster drill (needs the docker engine).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,3 +32,6 @@ cargo test --release --workspace --no-fail-fast
 
 step "python client tests (kafka-python)"
 "$venv/bin/python" -m pytest protocol-tests/python -q -p no:cacheprovider
+
+step "docker-compose cluster drill (scripts/docker-cluster-test.sh)"
+scripts/docker-cluster-test.sh

@@ -15,6 +15,8 @@ use std::str::FromStr;
 
 use anyhow::{bail, Context};
 
+use crate::server::endpoint::{self, ListenerSpec};
+
 /// When appends become durable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FlushPolicy {
@@ -52,10 +54,36 @@ impl fmt::Display for FlushPolicy {
 pub struct BrokerConfig {
     /// `node.id`: this broker's id in metadata responses.
     pub node_id: i32,
-    /// `listeners`: the Kafka listener address (`PLAINTEXT://` optional).
+    /// `listeners`: the Kafka listeners, `NAME://HOST:PORT,...` (a bare
+    /// `HOST:PORT` is PLAINTEXT). See [`crate::server::endpoint`].
     pub listeners: String,
-    /// `advertised.listeners`: the address clients are told to use.
+    /// `advertised.listeners`: the addresses clients are told to use, per
+    /// listener name (default: `listeners`).
     pub advertised_listeners: Option<String>,
+    /// `listener.security.protocol.map`: listener name to security protocol.
+    pub listener_security_protocol_map: String,
+    /// `sasl.enabled.mechanisms`: what SASL listeners offer.
+    pub sasl_enabled_mechanisms: String,
+    /// `super.users`: principals allowed everything, `User:NAME;User:NAME`.
+    pub super_users: String,
+    /// `sasl.seed.users`: `USER:PASSWORD,...` whose SCRAM credentials the
+    /// cluster creates at first start (only for users without any).
+    pub sasl_seed_users: String,
+    /// `tenant.default.acls.enable`: a tenant's users may do everything on
+    /// the tenant's resources unless a DENY ACL says otherwise; when false,
+    /// only what ALLOW ACLs grant (not a Kafka setting).
+    pub tenant_default_acls_enable: bool,
+    /// `connections.max.reauth.ms`: SASL sessions last this long, then the
+    /// client must re-authenticate (KIP-368); 0: forever.
+    pub connections_max_reauth_ms: i64,
+    /// `connection.failed.authentication.delay.ms`: how long a failed
+    /// authentication waits before its answer and the close.
+    pub connection_failed_authentication_delay_ms: u64,
+    /// `ssl.keystore.location`: a PEM file with the private key and the
+    /// certificate chain of SSL and SASL_SSL listeners.
+    pub ssl_keystore_location: Option<PathBuf>,
+    /// `ssl.keystore.type`: only `PEM`.
+    pub ssl_keystore_type: String,
     /// `http.listener`: the address of `/metrics` and the health endpoints.
     pub http_listener: String,
     /// `log.dirs`: the RocksDB data directory.
@@ -65,8 +93,40 @@ pub struct BrokerConfig {
     /// `num.partitions`: partitions of an auto-created topic or of a
     /// CreateTopics request that asks for the default.
     pub num_partitions: i32,
-    /// `default.replication.factor`.
-    pub default_replication_factor: i16,
+    /// `default.replication.factor`: replicas of a new topic that asks for
+    /// the default. Unset: 3 in a cluster, 1 on a single node.
+    pub default_replication_factor: Option<i16>,
+    /// `min.insync.replicas`: the default of the topic setting. Unset: 2 in
+    /// a cluster, 1 on a single node.
+    pub min_insync_replicas: Option<i32>,
+    /// `controller.listener`: the internal RPC address (TCP: Raft, broker
+    /// heartbeats, replica fetching; UDP: gossip).
+    pub controller_listener: String,
+    /// `controller.quorum.voters`: `id@host:port,...`, every node of the
+    /// cluster. Empty: a single node, its own one-voter controller.
+    pub controller_quorum_voters: String,
+    /// `broker.heartbeat.interval.ms`: how often a broker heartbeats to the
+    /// active controller.
+    pub broker_heartbeat_interval_ms: u64,
+    /// `broker.session.timeout.ms`: a broker silent this long is fenced and
+    /// its partitions get new leaders.
+    pub broker_session_timeout_ms: u64,
+    /// `replica.lag.time.max.ms`: a follower that has not caught up for this
+    /// long leaves the ISR.
+    pub replica_lag_time_max_ms: i64,
+    /// `replica.fetch.wait.max.ms`: how long a follower's fetch waits for data.
+    pub replica_fetch_wait_max_ms: u64,
+    /// `replica.fetch.max.bytes`: bytes a follower fetches per partition.
+    pub replica_fetch_max_bytes: usize,
+    /// `replica.fetch.response.max.bytes`: bytes in one follower fetch.
+    pub replica_fetch_response_max_bytes: usize,
+    /// `auto.leader.rebalance.enable`: give leadership back to preferred replicas.
+    pub auto_leader_rebalance_enable: bool,
+    /// `leader.imbalance.check.interval.seconds`: how often preferred leaders are checked.
+    pub leader_imbalance_check_interval_seconds: u64,
+    /// `replica.reassignment.delay.ms`: a broker fenced this long has its
+    /// replicas moved to live brokers (self-healing; not a Kafka setting).
+    pub replica_reassignment_delay_ms: u64,
     /// `auto.create.topics.enable`: Metadata requests create unknown topics.
     pub auto_create_topics_enable: bool,
     /// `delete.topic.enable`.
@@ -83,6 +143,7 @@ pub struct BrokerConfig {
     /// `message.max.bytes`: the largest record batch a topic accepts by default.
     pub message_max_bytes: i32,
     /// `log.flush.policy`: `durable` (fsync, group commit) or `replicated`.
+    /// Unset: durable on a single node, replicated in a cluster.
     pub log_flush_policy: FlushPolicy,
     /// `socket.request.max.bytes`: the largest request frame accepted.
     pub socket_request_max_bytes: i32,
@@ -96,6 +157,10 @@ pub struct BrokerConfig {
     /// `queued.max.request.bytes`: bytes of requests in flight on the whole
     /// broker; a connection waits before reading a frame that would pass it.
     pub queued_max_request_bytes: i64,
+    /// `quota.window.num`: samples a client quota's rate is measured over.
+    pub quota_window_num: usize,
+    /// `quota.window.size.seconds`: the length of each sample.
+    pub quota_window_size_seconds: u64,
     /// `shutdown.timeout.ms`: how long a clean shutdown waits for requests
     /// in flight before aborting them.
     pub shutdown_timeout_ms: u64,
@@ -130,11 +195,33 @@ impl Default for BrokerConfig {
             node_id: 1,
             listeners: "127.0.0.1:9092".to_owned(),
             advertised_listeners: None,
+            listener_security_protocol_map: crate::server::endpoint::DEFAULT_PROTOCOL_MAP
+                .to_owned(),
+            sasl_enabled_mechanisms: "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512".to_owned(),
+            super_users: String::new(),
+            sasl_seed_users: String::new(),
+            tenant_default_acls_enable: true,
+            connections_max_reauth_ms: 0,
+            connection_failed_authentication_delay_ms: 100,
+            ssl_keystore_location: None,
+            ssl_keystore_type: "PEM".to_owned(),
             http_listener: "127.0.0.1:9644".to_owned(),
             log_dirs: PathBuf::from("./data"),
             cluster_id: None,
             num_partitions: 1,
-            default_replication_factor: 1,
+            default_replication_factor: None,
+            min_insync_replicas: None,
+            controller_listener: "127.0.0.1:9093".to_owned(),
+            controller_quorum_voters: String::new(),
+            broker_heartbeat_interval_ms: 500,
+            broker_session_timeout_ms: 3000,
+            replica_lag_time_max_ms: 30_000,
+            replica_fetch_wait_max_ms: 500,
+            replica_fetch_max_bytes: 1_048_576,
+            replica_fetch_response_max_bytes: 10_485_760,
+            auto_leader_rebalance_enable: true,
+            leader_imbalance_check_interval_seconds: 300,
+            replica_reassignment_delay_ms: 600_000,
             auto_create_topics_enable: true,
             delete_topic_enable: true,
             log_retention_ms: 7 * 24 * 60 * 60 * 1000,
@@ -148,6 +235,8 @@ impl Default for BrokerConfig {
             connections_max_idle_ms: 10 * 60 * 1000,
             queued_max_requests: 500,
             queued_max_request_bytes: 512 * 1024 * 1024,
+            quota_window_num: 11,
+            quota_window_size_seconds: 1,
             shutdown_timeout_ms: 10_000,
             offsets_topic_num_partitions: 50,
             offsets_topic_segment_bytes: 100 * 1024 * 1024,
@@ -168,11 +257,32 @@ pub const SETTING_NAMES: &[&str] = &[
     "node.id",
     "listeners",
     "advertised.listeners",
+    "listener.security.protocol.map",
+    "sasl.enabled.mechanisms",
+    "super.users",
+    "sasl.seed.users",
+    "tenant.default.acls.enable",
+    "connections.max.reauth.ms",
+    "connection.failed.authentication.delay.ms",
+    "ssl.keystore.location",
+    "ssl.keystore.type",
     "http.listener",
     "log.dirs",
     "cluster.id",
     "num.partitions",
     "default.replication.factor",
+    "min.insync.replicas",
+    "controller.listener",
+    "controller.quorum.voters",
+    "broker.heartbeat.interval.ms",
+    "broker.session.timeout.ms",
+    "replica.lag.time.max.ms",
+    "replica.fetch.wait.max.ms",
+    "replica.fetch.max.bytes",
+    "replica.fetch.response.max.bytes",
+    "auto.leader.rebalance.enable",
+    "leader.imbalance.check.interval.seconds",
+    "replica.reassignment.delay.ms",
     "auto.create.topics.enable",
     "delete.topic.enable",
     "log.retention.ms",
@@ -186,6 +296,8 @@ pub const SETTING_NAMES: &[&str] = &[
     "connections.max.idle.ms",
     "queued.max.requests",
     "queued.max.request.bytes",
+    "quota.window.num",
+    "quota.window.size.seconds",
     "shutdown.timeout.ms",
     "offsets.topic.num.partitions",
     "offsets.topic.segment.bytes",
@@ -213,13 +325,50 @@ impl BrokerConfig {
     pub fn set(&mut self, name: &str, value: &str) -> anyhow::Result<()> {
         match name {
             "node.id" => self.node_id = parse(name, value)?,
-            "listeners" => self.listeners = strip_scheme(value)?,
-            "advertised.listeners" => self.advertised_listeners = Some(strip_scheme(value)?),
+            "listeners" => self.listeners = value.trim().to_owned(),
+            "advertised.listeners" => self.advertised_listeners = Some(value.trim().to_owned()),
+            "listener.security.protocol.map" => {
+                self.listener_security_protocol_map = value.trim().to_owned()
+            }
+            "sasl.enabled.mechanisms" => self.sasl_enabled_mechanisms = value.trim().to_owned(),
+            "super.users" => self.super_users = value.trim().to_owned(),
+            "sasl.seed.users" => self.sasl_seed_users = value.trim().to_owned(),
+            "tenant.default.acls.enable" => self.tenant_default_acls_enable = parse(name, value)?,
+            "connections.max.reauth.ms" => self.connections_max_reauth_ms = parse(name, value)?,
+            "connection.failed.authentication.delay.ms" => {
+                self.connection_failed_authentication_delay_ms = parse(name, value)?
+            }
+            "ssl.keystore.location" => self.ssl_keystore_location = Some(PathBuf::from(value)),
+            "ssl.keystore.type" => self.ssl_keystore_type = value.trim().to_owned(),
             "http.listener" => self.http_listener = value.to_owned(),
             "log.dirs" => self.log_dirs = PathBuf::from(value),
             "cluster.id" => self.cluster_id = Some(value.to_owned()),
             "num.partitions" => self.num_partitions = parse(name, value)?,
-            "default.replication.factor" => self.default_replication_factor = parse(name, value)?,
+            "default.replication.factor" => {
+                self.default_replication_factor = Some(parse(name, value)?)
+            }
+            "min.insync.replicas" => self.min_insync_replicas = Some(parse(name, value)?),
+            "controller.listener" => self.controller_listener = value.to_owned(),
+            "controller.quorum.voters" => self.controller_quorum_voters = value.to_owned(),
+            "broker.heartbeat.interval.ms" => {
+                self.broker_heartbeat_interval_ms = parse(name, value)?
+            }
+            "broker.session.timeout.ms" => self.broker_session_timeout_ms = parse(name, value)?,
+            "replica.lag.time.max.ms" => self.replica_lag_time_max_ms = parse(name, value)?,
+            "replica.fetch.wait.max.ms" => self.replica_fetch_wait_max_ms = parse(name, value)?,
+            "replica.fetch.max.bytes" => self.replica_fetch_max_bytes = parse(name, value)?,
+            "replica.fetch.response.max.bytes" => {
+                self.replica_fetch_response_max_bytes = parse(name, value)?
+            }
+            "auto.leader.rebalance.enable" => {
+                self.auto_leader_rebalance_enable = parse(name, value)?
+            }
+            "leader.imbalance.check.interval.seconds" => {
+                self.leader_imbalance_check_interval_seconds = parse(name, value)?
+            }
+            "replica.reassignment.delay.ms" => {
+                self.replica_reassignment_delay_ms = parse(name, value)?
+            }
             "auto.create.topics.enable" => self.auto_create_topics_enable = parse(name, value)?,
             "delete.topic.enable" => self.delete_topic_enable = parse(name, value)?,
             "log.retention.ms" => self.log_retention_ms = parse(name, value)?,
@@ -235,6 +384,8 @@ impl BrokerConfig {
             "connections.max.idle.ms" => self.connections_max_idle_ms = parse(name, value)?,
             "queued.max.requests" => self.queued_max_requests = parse(name, value)?,
             "queued.max.request.bytes" => self.queued_max_request_bytes = parse(name, value)?,
+            "quota.window.num" => self.quota_window_num = parse(name, value)?,
+            "quota.window.size.seconds" => self.quota_window_size_seconds = parse(name, value)?,
             "shutdown.timeout.ms" => self.shutdown_timeout_ms = parse(name, value)?,
             "offsets.topic.num.partitions" => {
                 self.offsets_topic_num_partitions = parse(name, value)?
@@ -265,13 +416,42 @@ impl BrokerConfig {
     pub fn get(&self, name: &str) -> Option<String> {
         Some(match name {
             "node.id" => self.node_id.to_string(),
-            "listeners" => format!("PLAINTEXT://{}", self.listeners),
-            "advertised.listeners" => format!("PLAINTEXT://{}", self.advertised_listener()),
+            "listeners" => self.listeners.clone(),
+            "advertised.listeners" => self
+                .advertised_listeners
+                .clone()
+                .unwrap_or_else(|| self.listeners.clone()),
+            "listener.security.protocol.map" => self.listener_security_protocol_map.clone(),
+            "sasl.enabled.mechanisms" => self.sasl_enabled_mechanisms.clone(),
+            "super.users" => self.super_users.clone(),
+            // A secret: never shown.
+            "sasl.seed.users" => return None,
+            "tenant.default.acls.enable" => self.tenant_default_acls_enable.to_string(),
+            "connections.max.reauth.ms" => self.connections_max_reauth_ms.to_string(),
+            "connection.failed.authentication.delay.ms" => {
+                self.connection_failed_authentication_delay_ms.to_string()
+            }
+            "ssl.keystore.location" => self.ssl_keystore_location.as_ref()?.display().to_string(),
+            "ssl.keystore.type" => self.ssl_keystore_type.clone(),
             "http.listener" => self.http_listener.clone(),
             "log.dirs" => self.log_dirs.display().to_string(),
             "cluster.id" => self.cluster_id.clone()?,
             "num.partitions" => self.num_partitions.to_string(),
-            "default.replication.factor" => self.default_replication_factor.to_string(),
+            "default.replication.factor" => self.replication_factor().to_string(),
+            "min.insync.replicas" => self.min_insync().to_string(),
+            "controller.listener" => self.controller_listener.clone(),
+            "controller.quorum.voters" => self.controller_quorum_voters.clone(),
+            "broker.heartbeat.interval.ms" => self.broker_heartbeat_interval_ms.to_string(),
+            "broker.session.timeout.ms" => self.broker_session_timeout_ms.to_string(),
+            "replica.lag.time.max.ms" => self.replica_lag_time_max_ms.to_string(),
+            "replica.fetch.wait.max.ms" => self.replica_fetch_wait_max_ms.to_string(),
+            "replica.fetch.max.bytes" => self.replica_fetch_max_bytes.to_string(),
+            "replica.fetch.response.max.bytes" => self.replica_fetch_response_max_bytes.to_string(),
+            "auto.leader.rebalance.enable" => self.auto_leader_rebalance_enable.to_string(),
+            "leader.imbalance.check.interval.seconds" => {
+                self.leader_imbalance_check_interval_seconds.to_string()
+            }
+            "replica.reassignment.delay.ms" => self.replica_reassignment_delay_ms.to_string(),
             "auto.create.topics.enable" => self.auto_create_topics_enable.to_string(),
             "delete.topic.enable" => self.delete_topic_enable.to_string(),
             "log.retention.ms" => self.log_retention_ms.to_string(),
@@ -285,6 +465,8 @@ impl BrokerConfig {
             "connections.max.idle.ms" => self.connections_max_idle_ms.to_string(),
             "queued.max.requests" => self.queued_max_requests.to_string(),
             "queued.max.request.bytes" => self.queued_max_request_bytes.to_string(),
+            "quota.window.num" => self.quota_window_num.to_string(),
+            "quota.window.size.seconds" => self.quota_window_size_seconds.to_string(),
             "shutdown.timeout.ms" => self.shutdown_timeout_ms.to_string(),
             "offsets.topic.num.partitions" => self.offsets_topic_num_partitions.to_string(),
             "offsets.topic.segment.bytes" => self.offsets_topic_segment_bytes.to_string(),
@@ -306,11 +488,130 @@ impl BrokerConfig {
         self.explicit.contains(name)
     }
 
-    /// The address clients are told to connect to.
-    pub fn advertised_listener(&self) -> String {
-        self.advertised_listeners
-            .clone()
-            .unwrap_or_else(|| self.listeners.clone())
+    /// Settings whose default depends on the mode: a cluster node not told
+    /// otherwise uses the `replicated` flush policy (Kafka's default): an
+    /// acknowledged write is on every in-sync replica, so durability comes
+    /// from the replicas rather than an fsync on each; a single node keeps
+    /// `durable`, its only copy.
+    pub fn resolve_mode_defaults(&mut self) {
+        if self.is_cluster() && !self.is_explicit("log.flush.policy") {
+            self.log_flush_policy = FlushPolicy::Replicated;
+        }
+    }
+
+    /// Whether this node is part of a multi-node cluster.
+    pub fn is_cluster(&self) -> bool {
+        !self.controller_quorum_voters.trim().is_empty()
+    }
+
+    /// `default.replication.factor` in force.
+    pub fn replication_factor(&self) -> i16 {
+        self.default_replication_factor
+            .unwrap_or(if self.is_cluster() { 3 } else { 1 })
+    }
+
+    /// `min.insync.replicas` in force as the topic default.
+    pub fn min_insync(&self) -> i32 {
+        self.min_insync_replicas
+            .unwrap_or(if self.is_cluster() { 2 } else { 1 })
+    }
+
+    /// The controller voters by id: `controller.quorum.voters`, or this
+    /// node alone.
+    pub fn controller_voters(&self) -> anyhow::Result<BTreeMap<u64, String>> {
+        if !self.is_cluster() {
+            let mut single = BTreeMap::new();
+            let _ = single.insert(self.node_id.max(0) as u64, self.controller_listener.clone());
+            return Ok(single);
+        }
+        let mut voters = BTreeMap::new();
+        for entry in self.controller_quorum_voters.split(',').map(str::trim) {
+            let (id, addr) = entry.split_once('@').with_context(|| {
+                format!("`controller.quorum.voters` entry `{entry}` is not ID@HOST:PORT")
+            })?;
+            let id: u64 = parse("controller.quorum.voters", id)?;
+            if addr
+                .rsplit_once(':')
+                .and_then(|(_, p)| p.parse::<u16>().ok())
+                .is_none()
+            {
+                bail!("`controller.quorum.voters` entry `{entry}` has no HOST:PORT");
+            }
+            if voters.insert(id, addr.to_owned()).is_some() {
+                bail!("`controller.quorum.voters` lists node {id} twice");
+            }
+        }
+        Ok(voters)
+    }
+
+    /// The listeners to bind, parsed.
+    pub fn listener_specs(&self) -> anyhow::Result<Vec<ListenerSpec>> {
+        endpoint::parse_listeners(&self.listeners, &self.listener_security_protocol_map)
+            .context("in `listeners`")
+    }
+
+    /// The addresses clients are told to use, one per listener (in
+    /// `listeners` order): `advertised.listeners` where it names the
+    /// listener, else the listener's own address.
+    pub fn advertised_specs(&self) -> anyhow::Result<Vec<ListenerSpec>> {
+        let listeners = self.listener_specs()?;
+        let Some(advertised) = &self.advertised_listeners else {
+            return Ok(listeners);
+        };
+        let advertised =
+            endpoint::parse_listeners(advertised, &self.listener_security_protocol_map)
+                .context("in `advertised.listeners`")?;
+        for spec in &advertised {
+            if !listeners.iter().any(|l| l.name == spec.name) {
+                bail!(
+                    "`advertised.listeners` names `{}`, which is not in `listeners`",
+                    spec.name
+                );
+            }
+        }
+        Ok(listeners
+            .into_iter()
+            .map(|l| {
+                advertised
+                    .iter()
+                    .find(|a| a.name == l.name)
+                    .cloned()
+                    .unwrap_or(l)
+            })
+            .collect())
+    }
+
+    /// `sasl.enabled.mechanisms` as a list.
+    pub fn sasl_mechanisms(&self) -> Vec<String> {
+        self.sasl_enabled_mechanisms
+            .split(',')
+            .map(|m| m.trim().to_owned())
+            .filter(|m| !m.is_empty())
+            .collect()
+    }
+
+    /// Whether `user` is one of `super.users` (`User:NAME;User:NAME`).
+    pub fn is_super_user(&self, user: &str) -> bool {
+        self.super_users
+            .split(';')
+            .filter_map(|p| p.trim().strip_prefix("User:"))
+            .any(|name| name == user)
+    }
+
+    /// `sasl.seed.users` as `(user, password)` pairs.
+    pub fn seed_users(&self) -> anyhow::Result<Vec<(String, String)>> {
+        let mut out = Vec::new();
+        for entry in self.sasl_seed_users.split(',').map(str::trim) {
+            if entry.is_empty() {
+                continue;
+            }
+            let (user, password) = entry
+                .split_once(':')
+                .filter(|(u, p)| !u.is_empty() && !p.is_empty())
+                .context("`sasl.seed.users` entries must be USER:PASSWORD")?;
+            out.push((user.to_owned(), password.to_owned()));
+        }
+        Ok(out)
     }
 
     /// Applies a TOML document on top of the current values.
@@ -369,14 +670,37 @@ impl BrokerConfig {
         if self.num_partitions < 1 {
             bail!("`num.partitions` must be at least 1");
         }
-        if self.default_replication_factor != 1 {
-            bail!("`default.replication.factor` must be 1 on a single node");
+        if self.replication_factor() < 1 || self.min_insync() < 1 {
+            bail!("`default.replication.factor` and `min.insync.replicas` must be at least 1");
+        }
+        let voters = self.controller_voters()?;
+        if !voters.contains_key(&(self.node_id as u64)) {
+            bail!(
+                "`controller.quorum.voters` must list this node (`node.id` = {})",
+                self.node_id
+            );
+        }
+        if self.node_id < 0 {
+            bail!("`node.id` must not be negative");
+        }
+        if self.broker_heartbeat_interval_ms == 0
+            || self.broker_session_timeout_ms <= self.broker_heartbeat_interval_ms
+        {
+            bail!("`broker.session.timeout.ms` must be longer than `broker.heartbeat.interval.ms` (> 0)");
+        }
+        if self.replica_lag_time_max_ms < 1 || self.replica_fetch_max_bytes == 0 {
+            bail!("`replica.lag.time.max.ms` and `replica.fetch.max.bytes` must be positive");
         }
         if self.message_max_bytes < 64 {
             bail!("`message.max.bytes` must be at least 64");
         }
         if self.socket_request_max_bytes < 1024 {
             bail!("`socket.request.max.bytes` must be at least 1024");
+        }
+        if !(1..=1000).contains(&self.quota_window_num)
+            || !(1..=3600).contains(&self.quota_window_size_seconds)
+        {
+            bail!("`quota.window.num` must be 1..=1000 and `quota.window.size.seconds` 1..=3600");
         }
         if self.max_connections == 0 || self.queued_max_requests == 0 {
             bail!("`max.connections` and `queued.max.requests` must be at least 1");
@@ -411,10 +735,34 @@ impl BrokerConfig {
         if self.log_retention_ms < -1 || self.log_retention_bytes < -1 {
             bail!("retention settings must be -1 (unlimited) or non-negative");
         }
-        for (name, addr) in [
-            ("listeners", &self.listeners),
-            ("http.listener", &self.http_listener),
-        ] {
+        let listeners = self.advertised_specs()?;
+        for mechanism in self.sasl_mechanisms() {
+            if !crate::tenant::sasl::MECHANISMS.contains(&mechanism.as_str()) {
+                bail!(
+                    "`sasl.enabled.mechanisms`: `{mechanism}` is not supported (supported: {})",
+                    crate::tenant::sasl::MECHANISMS.join(", ")
+                );
+            }
+        }
+        if listeners.iter().any(|l| l.protocol.uses_sasl()) && self.sasl_mechanisms().is_empty() {
+            bail!("a SASL listener needs at least one of `sasl.enabled.mechanisms`");
+        }
+        if listeners.iter().any(|l| l.protocol.uses_tls()) && self.ssl_keystore_location.is_none() {
+            bail!("an SSL or SASL_SSL listener needs `ssl.keystore.location` (a PEM file with the key and certificate chain)");
+        }
+        if self.ssl_keystore_type != "PEM" {
+            bail!("`ssl.keystore.type` must be PEM");
+        }
+        if self.connections_max_reauth_ms < 0 {
+            bail!("`connections.max.reauth.ms` must not be negative");
+        }
+        let _ = self.seed_users()?;
+        for (user, _) in self.seed_users()? {
+            if !self.is_super_user(&user) && crate::tenant::tenant_of_user(&user).is_none() {
+                bail!("`sasl.seed.users`: `{user}` is neither in `super.users` nor a tenant's user (NAME@TENANT)");
+            }
+        }
+        for (name, addr) in [("http.listener", &self.http_listener)] {
             if addr
                 .rsplit_once(':')
                 .and_then(|(_, p)| p.parse::<u16>().ok())
@@ -436,23 +784,11 @@ pub const DYNAMIC_SETTINGS: &[&str] = &[
 ];
 
 /// Variables with our prefix that are not settings (the log filter).
-const NON_SETTING_ENV: &[&str] = &["LOG"];
+const NON_SETTING_ENV: &[&str] = &["LOG", "ADMIN_PASSWORD", "USER_PASSWORD"];
 
 /// `log.retention.ms` -> `METROBUS_LOG_RETENTION_MS`.
 pub fn env_name(setting: &str) -> String {
     format!("METROBUS_{}", setting.to_uppercase().replace('.', "_"))
-}
-
-fn strip_scheme(value: &str) -> anyhow::Result<String> {
-    let value = value.trim();
-    if value.contains(',') {
-        bail!("only one listener is supported, got `{value}`");
-    }
-    match value.split_once("://") {
-        Some(("PLAINTEXT", addr)) => Ok(addr.to_owned()),
-        Some((scheme, _)) => bail!("listener security protocol `{scheme}` is not supported yet"),
-        None => Ok(value.to_owned()),
-    }
 }
 
 fn flatten(
@@ -488,6 +824,9 @@ fn flatten(
 mod tests {
     use super::*;
 
+    /// Settings without a value by default (or never shown: a secret).
+    const UNSET_BY_DEFAULT: &[&str] = &["cluster.id", "sasl.seed.users", "ssl.keystore.location"];
+
     #[test]
     fn defaults_are_valid_and_match_kafka() {
         let config = BrokerConfig::default();
@@ -498,7 +837,7 @@ mod tests {
         assert_eq!(config.producer_id_expiration_ms, 86_400_000);
         assert!(SETTING_NAMES
             .iter()
-            .all(|n| config.get(n).is_some() || *n == "cluster.id"));
+            .all(|n| config.get(n).is_some() || UNSET_BY_DEFAULT.contains(n)));
     }
 
     #[test]
@@ -569,7 +908,63 @@ mod tests {
         config
             .set("listeners", "PLAINTEXT://0.0.0.0:19092")
             .unwrap();
-        assert_eq!(config.listeners, "0.0.0.0:19092");
-        assert!(config.set("listeners", "SSL://0.0.0.0:1").is_err());
+        assert_eq!(config.listener_specs().unwrap()[0].address, "0.0.0.0:19092");
+        config.set("listeners", "SSL://0.0.0.0:1").unwrap();
+        assert!(config.validate().is_err(), "SSL without a keystore");
+        config.set("ssl.keystore.location", "/x.pem").unwrap();
+        config.validate().unwrap();
+    }
+
+    #[test]
+    fn advertised_listeners_follow_listener_names() {
+        let mut config = BrokerConfig::default();
+        config
+            .set(
+                "listeners",
+                "PLAINTEXT://0.0.0.0:9092,SASL_PLAINTEXT://0.0.0.0:9094",
+            )
+            .unwrap();
+        config
+            .set("advertised.listeners", "SASL_PLAINTEXT://kafka-1:9094")
+            .unwrap();
+        let advertised = config.advertised_specs().unwrap();
+        assert_eq!(advertised[0].address, "0.0.0.0:9092");
+        assert_eq!(advertised[1].address, "kafka-1:9094");
+        config
+            .set("advertised.listeners", "SSL://kafka-1:9093")
+            .unwrap();
+        assert!(config.advertised_specs().is_err());
+    }
+
+    #[test]
+    fn super_users_and_seeds() {
+        let mut config = BrokerConfig::default();
+        config.set("super.users", "User:admin; User:ops").unwrap();
+        assert!(config.is_super_user("admin") && config.is_super_user("ops"));
+        assert!(!config.is_super_user("alice@acme"));
+        config
+            .set("sasl.seed.users", "admin:admin-secret,alice@acme:p:w")
+            .unwrap();
+        assert_eq!(
+            config.seed_users().unwrap(),
+            vec![
+                ("admin".to_owned(), "admin-secret".to_owned()),
+                ("alice@acme".to_owned(), "p:w".to_owned())
+            ]
+        );
+        config.validate().unwrap();
+        assert_eq!(
+            config.get("sasl.seed.users"),
+            None,
+            "a secret is never shown"
+        );
+        config.set("sasl.seed.users", "bob:pw").unwrap();
+        assert!(
+            config.validate().is_err(),
+            "bob has no tenant and is no super user"
+        );
+        config.set("sasl.seed.users", "").unwrap();
+        config.set("sasl.enabled.mechanisms", "GSSAPI").unwrap();
+        assert!(config.validate().is_err());
     }
 }

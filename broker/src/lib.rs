@@ -3,6 +3,7 @@
 //!
 //! Layout, one owner per module:
 //!
+//! - [`admin_client`]: the blocking client of the `user`/`tenant` commands.
 //! - [`broker`]: builds and owns the components; start and stop order.
 //! - [`config`]: typed config (defaults < file < `METROBUS_*` env < flags).
 //! - [`error`]: error values, each mapped to a Kafka error code.
@@ -12,11 +13,16 @@
 //!   `match`, one supported-versions table.
 //! - [`log`]: partition storage on RocksDB: key layout, batch header view,
 //!   the writer thread with group commit, reads, retention.
-//! - [`replication`]: the replica manager (append, fetch long-poll, offsets).
-//! - [`cluster`]: the metadata image and the store that changes it.
+//! - [`replication`]: the replica manager (append, fetch long-poll, offsets)
+//!   and Kafka's ISR replication (leader and follower sides, pure rules).
+//! - [`cluster`]: the metadata log (records, image), the Raft controller,
+//!   internal RPC, gossip membership and heartbeats.
 //! - [`coordinator`]: consumer groups, committed offsets, producer-id blocks.
+//! - [`tenant`]: principals, tenants' names (the one mapping to internal
+//!   names), SASL (PLAIN, SCRAM) and the rewriting of tenants' requests.
 //! - [`metrics`]: Prometheus metrics and the HTTP endpoint.
 
+pub mod admin_client;
 pub mod broker;
 pub mod cluster;
 pub mod config;
@@ -27,3 +33,4 @@ pub mod metrics;
 pub mod protocol;
 pub mod replication;
 pub mod server;
+pub mod tenant;

@@ -13,8 +13,8 @@ use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry, TextEncoder,
+    CounterVec, Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
+    IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -91,6 +91,50 @@ pub static BYTES_OUT_TOTAL: LazyLock<IntCounterVec> = LazyLock::new(|| {
         "metrobus_topic_bytes_out_total",
         "Record bytes fetched, by topic",
         &["topic"],
+    )
+});
+
+/// Record bytes produced by a tenant's clients (`-`: super users and
+/// anonymous principals). Labelled by tenant only, never by client id or
+/// user, so the number of series stays bounded by the tenants.
+pub static TENANT_BYTES_IN_TOTAL: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "metrobus_tenant_bytes_in_total",
+        "Record bytes produced, by tenant",
+        &["tenant"],
+    )
+});
+
+/// Record bytes fetched by a tenant's clients.
+pub static TENANT_BYTES_OUT_TOTAL: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "metrobus_tenant_bytes_out_total",
+        "Record bytes fetched, by tenant",
+        &["tenant"],
+    )
+});
+
+/// Requests from a tenant's clients.
+pub static TENANT_REQUESTS_TOTAL: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "metrobus_tenant_requests_total",
+        "Kafka requests handled, by tenant",
+        &["tenant"],
+    )
+});
+
+/// Time a tenant's connections were throttled for, by quota
+/// (`produce`, `fetch`, `request`).
+pub static TENANT_THROTTLE_TIME_SECONDS_TOTAL: LazyLock<CounterVec> = LazyLock::new(|| {
+    register(
+        CounterVec::new(
+            Opts::new(
+                "metrobus_tenant_throttle_time_seconds_total",
+                "Throttle time imposed by client quotas, by tenant and quota",
+            ),
+            &["tenant", "quota"],
+        )
+        .expect("valid metric"),
     )
 });
 
@@ -171,6 +215,34 @@ pub static CONNECTIONS_CLOSED_TOTAL: LazyLock<IntCounterVec> = LazyLock::new(|| 
         "metrobus_connections_closed_total",
         "Kafka connections closed by the broker, by reason",
         &["reason"],
+    )
+});
+
+/// Topics per tenant (tenants that have users).
+pub static TENANT_TOPICS: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    gauge_vec(
+        "metrobus_tenant_topics",
+        "Topics of each tenant",
+        &["tenant"],
+    )
+});
+
+/// Consumer lag per tenant: the lag of every group this node coordinates
+/// under the tenant's prefix, summed (sum over nodes in Prometheus).
+pub static TENANT_CONSUMER_LAG: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    gauge_vec(
+        "metrobus_tenant_consumer_lag_records",
+        "Records the tenant's consumer groups coordinated here are behind, summed",
+        &["tenant"],
+    )
+});
+
+/// SASL authentications, by mechanism and result (`ok`, `failed`).
+pub static SASL_AUTHENTICATIONS_TOTAL: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "metrobus_sasl_authentications_total",
+        "SASL authentications, by mechanism and result",
+        &["mechanism", "result"],
     )
 });
 
@@ -285,13 +357,117 @@ pub fn render() -> String {
 }
 
 /// Touches every static so all metrics show from the first scrape.
+fn gauge(name: &str, help: &str) -> IntGauge {
+    register(IntGauge::new(name, help).expect("valid metric"))
+}
+
+fn counter(name: &str, help: &str) -> IntCounter {
+    register(IntCounter::new(name, help).expect("valid metric"))
+}
+
+/// 1 while this node is the active controller.
+pub static CONTROLLER_ACTIVE: LazyLock<IntGauge> = LazyLock::new(|| {
+    gauge(
+        "metrobus_controller_active",
+        "1 while this node is the active controller (Raft leader)",
+    )
+});
+
+/// The metadata log's Raft term.
+pub static RAFT_TERM: LazyLock<IntGauge> = LazyLock::new(|| {
+    gauge(
+        "metrobus_controller_raft_term",
+        "Current Raft term of the metadata log",
+    )
+});
+
+/// The last metadata-log index applied here.
+pub static RAFT_COMMIT_INDEX: LazyLock<IntGauge> = LazyLock::new(|| {
+    gauge(
+        "metrobus_controller_raft_applied_index",
+        "Last metadata log index applied on this node",
+    )
+});
+
+/// ISR expansions committed by this node as active controller.
+pub static ISR_EXPANDS_TOTAL: LazyLock<IntCounter> = LazyLock::new(|| {
+    counter(
+        "metrobus_replication_isr_expands_total",
+        "ISR expansions committed by the active controller",
+    )
+});
+
+/// ISR shrinks committed by this node as active controller.
+pub static ISR_SHRINKS_TOTAL: LazyLock<IntCounter> = LazyLock::new(|| {
+    counter(
+        "metrobus_replication_isr_shrinks_total",
+        "ISR shrinks committed by the active controller",
+    )
+});
+
+/// Partitions this node leads.
+pub static LEADER_PARTITIONS: LazyLock<IntGauge> = LazyLock::new(|| {
+    gauge(
+        "metrobus_replication_leader_partitions",
+        "Partitions led by this node",
+    )
+});
+
+/// Partitions led here whose ISR is smaller than their replica set.
+pub static UNDER_REPLICATED_PARTITIONS: LazyLock<IntGauge> = LazyLock::new(|| {
+    gauge(
+        "metrobus_replication_under_replicated_partitions",
+        "Partitions led by this node with fewer in-sync replicas than replicas",
+    )
+});
+
+/// Partitions with no leader, as the metadata image says.
+pub static OFFLINE_PARTITIONS: LazyLock<IntGauge> = LazyLock::new(|| {
+    gauge(
+        "metrobus_replication_offline_partitions",
+        "Partitions of the cluster without a leader",
+    )
+});
+
+/// Records each follower is behind, as its leader (this node) last saw.
+pub static FOLLOWER_LAG: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    gauge_vec(
+        "metrobus_replication_follower_lag_records",
+        "Leader log end offset minus the follower's fetch offset, per follower",
+        &["topic", "partition", "follower"],
+    )
+});
+
+/// Gossip members by state (alive, dead) as this node sees them.
+pub static GOSSIP_MEMBERS: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    gauge_vec(
+        "metrobus_gossip_members",
+        "Cluster members by gossip state",
+        &["state"],
+    )
+});
+
 pub fn init() {
+    LazyLock::force(&CONTROLLER_ACTIVE);
+    LazyLock::force(&RAFT_TERM);
+    LazyLock::force(&RAFT_COMMIT_INDEX);
+    LazyLock::force(&ISR_EXPANDS_TOTAL);
+    LazyLock::force(&ISR_SHRINKS_TOTAL);
+    LazyLock::force(&LEADER_PARTITIONS);
+    LazyLock::force(&GOSSIP_MEMBERS);
+    LazyLock::force(&UNDER_REPLICATED_PARTITIONS);
+    LazyLock::force(&OFFLINE_PARTITIONS);
+    LazyLock::force(&FOLLOWER_LAG);
     LazyLock::force(&REQUESTS_TOTAL);
     LazyLock::force(&REQUEST_DURATION_SECONDS);
     LazyLock::force(&REQUEST_ERRORS_TOTAL);
     LazyLock::force(&BYTES_IN_TOTAL);
     LazyLock::force(&BYTES_OUT_TOTAL);
     LazyLock::force(&MESSAGES_IN_TOTAL);
+    LazyLock::force(&TENANT_BYTES_IN_TOTAL);
+    LazyLock::force(&TENANT_BYTES_OUT_TOTAL);
+    LazyLock::force(&TENANT_REQUESTS_TOTAL);
+    LazyLock::force(&TENANT_THROTTLE_TIME_SECONDS_TOTAL);
     LazyLock::force(&LOG_END_OFFSET);
     LazyLock::force(&LOG_START_OFFSET);
     LazyLock::force(&PRODUCER_IDS);
@@ -301,6 +477,9 @@ pub fn init() {
     LazyLock::force(&CONNECTIONS);
     LazyLock::force(&CONNECTIONS_TOTAL);
     LazyLock::force(&CONNECTIONS_CLOSED_TOTAL);
+    LazyLock::force(&SASL_AUTHENTICATIONS_TOTAL);
+    LazyLock::force(&TENANT_TOPICS);
+    LazyLock::force(&TENANT_CONSUMER_LAG);
     LazyLock::force(&LOG_WRITE_SECONDS);
     LazyLock::force(&LOG_WRITE_APPENDS);
     LazyLock::force(&LOG_SYNC_SECONDS);

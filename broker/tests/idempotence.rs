@@ -156,6 +156,8 @@ async fn init_producer_id_hands_out_fresh_ids_and_refuses_transactions() {
         ids.iter().all(|&old| pid > old),
         "{pid} after a restart, before: {ids:?}"
     );
+    drop(client);
+    broker.running.shutdown().await;
 }
 
 #[tokio::test]
@@ -244,6 +246,8 @@ async fn retries_are_deduplicated_and_sequences_enforced_across_a_restart() {
         ])
         .collect();
     assert_eq!(stored(&mut client, topic).await, expected);
+    drop(client);
+    broker.running.shutdown().await;
 }
 
 #[tokio::test]
@@ -287,4 +291,8 @@ async fn idle_producers_expire_in_memory_and_on_disk() {
     let any = idempotent_batch(pid, epoch, 7, 1);
     assert_eq!(client.produce(topic, 0, any, -1).await, (0, 3));
     assert_eq!(partition_log(&broker, topic, 0).producer_count(), 1);
+    drop(client);
+    // A clean stop: RocksDB's background threads must not outlive the test
+    // process's exit (an abort in C++ teardown otherwise, now and then).
+    broker.running.shutdown().await;
 }

@@ -9,6 +9,10 @@
 //! [`proxy::CuttingProxy`] sits between clients and a broker (which
 //! advertises the proxy) to cut every connection at chosen moments.
 //!
+//! [`cluster::ClusterProcess`] runs several brokers as one cluster on
+//! loopback and kills, pauses, stops and restarts them ([`cluster::load`]
+//! has the load and the no-loss check for failure tests).
+//!
 //! The binary is taken from `METROBUS_BIN`, or else from next to the test
 //! executable (`target/release/deps/NAME` -> `target/release/metrobus`). Build
 //! it first: `cargo build --release -p metrobus`.
@@ -54,6 +58,8 @@ pub struct BrokerOptions {
     pub args: Vec<String>,
     /// Startup timeout; [`STARTUP_TIMEOUT`] when `None`.
     pub startup_timeout: Option<Duration>,
+    /// `--listeners`; one PLAINTEXT listener on a free port when `None`.
+    pub listeners: Option<String>,
 }
 
 impl BrokerOptions {
@@ -65,6 +71,13 @@ impl BrokerOptions {
     /// Adds an environment variable for the broker process.
     pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// Sets the broker's `listeners` (use port 0: [`BrokerProcess::listener`]
+    /// tells the bound address by listener name).
+    pub fn listeners(mut self, listeners: impl Into<String>) -> Self {
+        self.listeners = Some(listeners.into());
         self
     }
 
@@ -90,6 +103,8 @@ pub struct BrokerProcess {
     stopped_by_harness: bool,
     kafka: SocketAddr,
     http: SocketAddr,
+    /// Every listener's bound address, by name.
+    listeners: Vec<(String, SocketAddr)>,
     starts: u32,
 }
 
@@ -109,6 +124,7 @@ impl BrokerProcess {
             stopped_by_harness: false,
             kafka: SocketAddr::from(([127, 0, 0, 1], 0)),
             http: SocketAddr::from(([127, 0, 0, 1], 0)),
+            listeners: Vec::new(),
             starts: 0,
         };
         broker.spawn()?;
@@ -175,7 +191,7 @@ impl BrokerProcess {
         let mut cmd = Command::new(&bin);
         cmd.arg("serve")
             .arg("--listeners")
-            .arg("127.0.0.1:0")
+            .arg(self.opts.listeners.as_deref().unwrap_or("127.0.0.1:0"))
             .arg("--http-listener")
             .arg("127.0.0.1:0")
             .arg("--data-dir")
@@ -217,6 +233,12 @@ impl BrokerProcess {
                 })?;
                 self.kafka = kafka;
                 self.http = http;
+                self.listeners = text
+                    .lines()
+                    .filter_map(|line| line.trim().strip_prefix("listener."))
+                    .filter_map(|rest| rest.split_once('='))
+                    .filter_map(|(name, addr)| Some((name.to_owned(), resolve(addr).ok()?)))
+                    .collect();
                 return Ok(());
             }
             if Instant::now() >= deadline {
@@ -257,6 +279,15 @@ impl BrokerProcess {
     /// The Kafka listener address.
     pub fn kafka_addr(&self) -> SocketAddr {
         self.kafka
+    }
+
+    /// The bound address of listener `name` (e.g. `SASL_PLAINTEXT`).
+    pub fn listener(&self, name: &str) -> SocketAddr {
+        self.listeners
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, addr)| *addr)
+            .unwrap_or_else(|| panic!("the broker has no listener {name}: {:?}", self.listeners))
     }
 
     /// The HTTP (metrics and health) listener address.
@@ -865,7 +896,9 @@ impl XorShift {
     }
 }
 
+pub mod cluster;
 pub mod proxy;
+pub mod tenancy;
 
 /// Hand-written Kafka wire encoding for tests that must send exact bytes
 /// (bad input, acks=0, corrupt batches) that no client library would send.

@@ -39,7 +39,7 @@ use super::group::{
     Protocol, Reply, SyncOutcome, SyncResult,
 };
 use super::record::{self, GroupValue, MemberValue, OffsetValue, RecordKey};
-use crate::cluster::metadata::MetadataStore;
+use crate::cluster::store::MetadataStore;
 use crate::config::BrokerConfig;
 use crate::error::{Error, Result};
 use crate::log::now_ms;
@@ -48,6 +48,13 @@ use crate::log::writer::AppendResult;
 use crate::metrics;
 use crate::replication::replica_manager::AppendRequest;
 use crate::replication::ReplicaManager;
+
+/// How long a group request waits for its partition to finish loading
+/// before answering COORDINATOR_LOAD_IN_PROGRESS.
+const LOAD_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// How long a group write waits for the in-sync replicas.
+const COMMIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Kafka's internal topic of group metadata and committed offsets.
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
@@ -174,6 +181,8 @@ pub struct GroupCoordinator {
     inner: Mutex<Inner>,
     /// Serialises creation of the offsets topic.
     create_lock: tokio::sync::Mutex<()>,
+    /// Woken whenever an offsets partition finishes loading.
+    loaded: Notify,
     shutdown: CancellationToken,
     /// Loading, expiry and timer tasks: joined at shutdown so none outlives
     /// the broker (they hold the log, hence the database).
@@ -216,6 +225,7 @@ impl GroupCoordinator {
             replicas,
             inner: Mutex::new(Inner::default()),
             create_lock: tokio::sync::Mutex::new(()),
+            loaded: Notify::new(),
             shutdown,
             tasks: Mutex::new(JoinSet::new()),
         })
@@ -252,10 +262,8 @@ impl GroupCoordinator {
     /// Loads every partition of an existing offsets topic and starts the
     /// expiry loop. Returns at once; loading runs in the background.
     pub fn start(self: &Arc<Self>) {
-        if self.metadata.image().topic(OFFSETS_TOPIC).is_some() {
-            let this = self.clone();
-            self.spawn(async move { this.load_all().await });
-        }
+        let this = self.clone();
+        self.spawn(async move { this.leadership_loop().await });
         let this = self.clone();
         self.spawn(async move { this.cleanup_loop().await });
         let weak = Arc::downgrade(self);
@@ -279,23 +287,44 @@ impl GroupCoordinator {
             return Ok(());
         }
         let partitions = self.config.offsets_topic_num_partitions;
-        let metadata = self.metadata.clone();
         let replicas = self.replicas.clone();
         let mut configs = BTreeMap::new();
         let _ = configs.insert("cleanup.policy".to_owned(), "compact".to_owned());
         // Offsets are not deleted by time: they expire per group.
         let _ = configs.insert("retention.ms".to_owned(), "-1".to_owned());
-        let created = tokio::task::spawn_blocking(move || -> Result<()> {
-            let _ = metadata.create_topic(OFFSETS_TOPIC, partitions, configs)?;
-            replicas.reconcile(&metadata.image())
-        })
-        .await;
+        let replication_factor = self
+            .config
+            .replication_factor()
+            .min(self.metadata.image().live_brokers().len().max(1) as i16);
+        let created = match self
+            .metadata
+            .create_topic(OFFSETS_TOPIC, partitions, replication_factor, None, configs)
+            .await
+        {
+            Ok(_) => {
+                let image = self.metadata.image();
+                tokio::task::spawn_blocking(move || replicas.reconcile(&image).map(|_| ())).await
+            }
+            Err(e) => Ok(Err(e)),
+        };
         match created {
             Ok(Ok(())) => {
                 info!(partitions, "created the offsets topic");
-                let mut inner = self.lock();
-                for p in 0..partitions {
-                    let _ = inner.partitions.insert(p, PartitionStatus::Loaded);
+                // New and empty: the partitions led here are loaded at once.
+                let image = self.metadata.image();
+                if let Some(topic) = image.topic(OFFSETS_TOPIC) {
+                    let mut inner = self.lock();
+                    for (p, registration) in image.partitions(&topic.id).iter().enumerate() {
+                        // Unless the leadership loop already started loading
+                        // it: a second, later "loaded" mark would let its
+                        // replay overwrite what requests changed meanwhile.
+                        if registration.leader == self.config.node_id {
+                            let _ = inner
+                                .partitions
+                                .entry(p as i32)
+                                .or_insert(PartitionStatus::Loaded);
+                        }
+                    }
                 }
                 Ok(())
             }
@@ -310,6 +339,104 @@ impl GroupCoordinator {
         }
     }
 
+    /// The node that coordinates `group_id`: the leader of its offsets
+    /// partition (None while the topic is missing or the partition has no
+    /// leader).
+    pub fn coordinator_node(&self, group_id: &str) -> Option<i32> {
+        let image = self.metadata.image();
+        let topic = image.topic(OFFSETS_TOPIC)?;
+        let partition = partition_for(group_id, topic.partitions);
+        let leader = image.partition(&topic.id, partition)?.leader;
+        (leader >= 0).then_some(leader)
+    }
+
+    /// Follows the offsets topic's leadership until shutdown (see
+    /// [`Self::sync_leadership`]).
+    async fn leadership_loop(self: Arc<Self>) {
+        let mut images = self.metadata.controller().subscribe();
+        loop {
+            let image = images.borrow_and_update().clone();
+            self.sync_leadership(&image).await;
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return,
+                changed = images.changed() => if changed.is_err() { return },
+            }
+        }
+    }
+
+    /// Loads each offsets partition this node leads in `image` and has not
+    /// loaded; forgets each it no longer leads (its groups live on the new
+    /// leader now).
+    pub async fn sync_leadership(
+        self: &Arc<Self>,
+        image: &Arc<crate::cluster::metadata::MetadataImage>,
+    ) {
+        let Some(topic) = image.topic(OFFSETS_TOPIC) else {
+            return;
+        };
+        let led: Vec<i32> = image
+            .partitions(&topic.id)
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.leader == self.config.node_id)
+            .map(|(i, _)| i as i32)
+            .collect();
+        let (to_load, to_drop) = {
+            let mut inner = self.lock();
+            let to_drop: Vec<i32> = inner
+                .partitions
+                .keys()
+                .copied()
+                .filter(|p| !led.contains(p))
+                .collect();
+            for p in &to_drop {
+                let _ = inner.partitions.remove(p);
+            }
+            let partitions = topic.partitions;
+            if !to_drop.is_empty() {
+                inner
+                    .groups
+                    .retain(|g, _| !to_drop.contains(&partition_for(g, partitions)));
+            }
+            let to_load: Vec<i32> = led
+                .iter()
+                .copied()
+                .filter(|p| !inner.partitions.contains_key(p))
+                .collect();
+            for p in &to_load {
+                let _ = inner.partitions.insert(*p, PartitionStatus::Loading);
+            }
+            (to_load, to_drop)
+        };
+        if !to_drop.is_empty() {
+            info!(partitions = ?to_drop, "no longer coordinating these offsets partitions");
+        }
+        if to_load
+            .iter()
+            .any(|p| self.replicas.logs().get(topic.id, *p).is_none())
+        {
+            // This image may not be hosted yet (the replica manager follows
+            // the same images): host it first, reconciling is idempotent.
+            let replicas = self.replicas.clone();
+            let image = image.clone();
+            match tokio::task::spawn_blocking(move || replicas.reconcile(&image)).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => warn!(error = %e, "hosting the offsets partitions failed"),
+                Err(e) => warn!(error = %e, "hosting task failed"),
+            }
+        }
+        for p in to_load {
+            match self.load_partition(p).await {
+                Ok(groups) => debug!(partition = p, groups, "offsets partition loaded"),
+                Err(e) => warn!(partition = p, error = %e, "loading offsets partition failed"),
+            }
+            if let Some(status) = self.lock().partitions.get_mut(&p) {
+                *status = PartitionStatus::Loaded;
+            }
+            self.loaded.notify_waiters();
+        }
+    }
+
     /// FindCoordinator for a group: this node, once the group's partition is
     /// loaded.
     pub async fn find_coordinator(&self, group_id: &str) -> std::result::Result<(), ResponseError> {
@@ -320,10 +447,25 @@ impl GroupCoordinator {
     async fn ready(&self, group_id: &str) -> std::result::Result<i32, ResponseError> {
         self.ensure_topic().await?;
         let partition = partition_for(group_id, self.partitions());
-        match self.lock().partitions.get(&partition) {
-            Some(PartitionStatus::Loaded) => Ok(partition),
-            Some(PartitionStatus::Loading) => Err(ResponseError::CoordinatorLoadInProgress),
-            None => Err(ResponseError::CoordinatorNotAvailable),
+        match self.coordinator_node(group_id) {
+            Some(node) if node == self.config.node_id => {}
+            Some(_) => return Err(ResponseError::NotCoordinator),
+            None => return Err(ResponseError::CoordinatorNotAvailable),
+        }
+        // A partition being loaded (a new leader, a new offsets topic) is
+        // usually ready within moments: wait a little before telling the
+        // client to retry.
+        let deadline = tokio::time::Instant::now() + LOAD_WAIT;
+        loop {
+            let loaded = self.loaded.notified();
+            match self.lock().partitions.get(&partition) {
+                Some(PartitionStatus::Loaded) => return Ok(partition),
+                Some(PartitionStatus::Loading) => {}
+                None => return Err(ResponseError::CoordinatorNotAvailable),
+            }
+            if tokio::time::timeout_at(deadline, loaded).await.is_err() {
+                return Err(ResponseError::CoordinatorLoadInProgress);
+            }
         }
     }
 
@@ -444,18 +586,29 @@ impl GroupCoordinator {
             .logs()
             .get(topic.id, partition)
             .ok_or_else(|| Error::api(ResponseError::CoordinatorNotAvailable))?;
+        if !log.is_leader() {
+            return Err(Error::api(ResponseError::NotCoordinator));
+        }
         let batch = encode_batch(records)?;
         let append = self.replicas.append_records(vec![AppendRequest {
-            partition: log,
+            partition: log.clone(),
             records: batch,
             max_message_bytes: i32::MAX,
         }]);
         *inner.in_flight.entry(partition).or_default() += 1;
+        let replicas = self.replicas.clone();
         Ok(Box::pin(async move {
-            append
+            let result = append
                 .await
                 .pop()
-                .unwrap_or_else(|| Err(Error::Internal("no append result".into())))
+                .unwrap_or_else(|| Err(Error::Internal("no append result".into())))?;
+            // Kafka writes the offsets topic with acks=all: a commit is
+            // answered once every in-sync replica has it, so it survives
+            // the loss of this coordinator.
+            replicas
+                .wait_replicated(&log, result.last_offset + 1, 1, COMMIT_TIMEOUT)
+                .await?;
+            Ok(result)
         }))
     }
 
@@ -877,31 +1030,6 @@ impl GroupCoordinator {
         Ok(results)
     }
 
-    /// Replays every partition of the offsets topic.
-    async fn load_all(self: &Arc<Self>) {
-        let partitions = self.partitions();
-        {
-            let mut inner = self.lock();
-            for p in 0..partitions {
-                let _ = inner.partitions.insert(p, PartitionStatus::Loading);
-            }
-        }
-        let started = std::time::Instant::now();
-        let mut groups = 0;
-        for p in 0..partitions {
-            match self.load_partition(p).await {
-                Ok(n) => groups += n,
-                Err(e) => warn!(partition = p, error = %e, "loading offsets partition failed"),
-            }
-            let _ = self.lock().partitions.insert(p, PartitionStatus::Loaded);
-        }
-        info!(
-            groups,
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "group coordinator loaded"
-        );
-    }
-
     /// Replays one partition; returns the number of groups found.
     async fn load_partition(self: &Arc<Self>, partition: i32) -> Result<usize> {
         let image = self.metadata.image();
@@ -914,7 +1042,12 @@ impl GroupCoordinator {
             .get(topic.id, partition)
             .ok_or_else(|| Error::Internal("offsets partition not hosted".into()))?;
         let db = self.replicas.logs().db().clone();
-        let upper = log.offsets().high_watermark;
+        // To the log end, as Kafka's coordinator loads: a new leader's own
+        // high watermark lags the old leader's until its followers fetch
+        // again, and a commit acknowledged just before the old leader died
+        // sits between the two. Everything in the new leader's log is what
+        // the partition keeps (followers truncate to it).
+        let upper = log.offsets().log_end_offset;
         let records =
             tokio::task::spawn_blocking(move || -> Result<Vec<(i64, Bytes, Option<Bytes>)>> {
                 let mut out = Vec::new();
@@ -1192,9 +1325,12 @@ impl GroupCoordinator {
         let image = self.metadata.image();
         let inner = self.lock();
         let mut counts: HashMap<GroupState, i64> = HashMap::new();
+        let mut tenant_lag: HashMap<&str, i64> =
+            image.tenants().into_iter().map(|t| (t, 0)).collect();
         for slot in inner.groups.values() {
             let g = &slot.group;
             *counts.entry(g.state()).or_default() += 1;
+            let tenant = crate::tenant::tenant_of_resource(&g.group_id);
             for ((topic, partition), o) in &g.offsets {
                 let Some(record) = image.topic(topic) else {
                     continue;
@@ -1204,13 +1340,20 @@ impl GroupCoordinator {
                 };
                 let hw = log.offsets().high_watermark;
                 let labels = [g.group_id.as_str(), topic.as_str(), &partition.to_string()];
-                metrics::GROUP_LAG
-                    .with_label_values(&labels)
-                    .set((hw - o.offset).max(0));
+                let lag = (hw - o.offset).max(0);
+                metrics::GROUP_LAG.with_label_values(&labels).set(lag);
+                if let Some(sum) = tenant.and_then(|t| tenant_lag.get_mut(t)) {
+                    *sum += lag;
+                }
                 metrics::GROUP_COMMITTED_OFFSET
                     .with_label_values(&labels)
                     .set(o.offset);
             }
+        }
+        for (tenant, lag) in tenant_lag {
+            metrics::TENANT_CONSUMER_LAG
+                .with_label_values(&[tenant])
+                .set(lag);
         }
         for state in GroupState::ALL {
             metrics::GROUPS

@@ -9,9 +9,8 @@
 //! | `log`            | `topic_id(16) \| partition(u32) \| base_offset(i64)`  | the stored record batch, offset and leader epoch patched |
 //! | `partition_meta` | `topic_id(16) \| partition(u32) \| kind(u8) [\| epoch(i32)]` | see [`MetaKind`] |
 //! | `partition_meta` | `topic_id(16) \| partition(u32) \| kind(u8)=4 \| producer_id(i64)` | one producer's state, [`crate::log::producer_state::encode_entry`] |
-//! | `topics`         | `topic_id(16)`                                         | [`crate::cluster::topic_record`] encoding |
-//! | `cluster`        | a short ASCII name (`cluster.id`)                      | the value's bytes |
-//! | `cluster`        | `producer.id.block.end`                                | i64: the end of the last producer-id block handed out ([`crate::coordinator::producer_id`]) |
+//! | `controller_log` | `index(u64)`                                          | one metadata-log (Raft) entry, bincode ([`crate::cluster::controller::log_store`]) |
+//! | `controller_state` | a short ASCII name (`vote`, `committed`, `purged`, `snapshot`) | bincode of that Raft state |
 //!
 //! Offsets are never negative, so the sign bit of the big-endian i64 never
 //! breaks the ordering.
@@ -20,11 +19,16 @@ use uuid::Uuid;
 
 pub const CF_LOG: &str = "log";
 pub const CF_PARTITION_META: &str = "partition_meta";
-pub const CF_TOPICS: &str = "topics";
-pub const CF_CLUSTER: &str = "cluster";
+pub const CF_CONTROLLER_LOG: &str = "controller_log";
+pub const CF_CONTROLLER_STATE: &str = "controller_state";
 
 /// All column families, for opening the database.
-pub const COLUMN_FAMILIES: &[&str] = &[CF_LOG, CF_PARTITION_META, CF_TOPICS, CF_CLUSTER];
+pub const COLUMN_FAMILIES: &[&str] = &[
+    CF_LOG,
+    CF_PARTITION_META,
+    CF_CONTROLLER_LOG,
+    CF_CONTROLLER_STATE,
+];
 
 /// Length of a partition prefix: topic id and partition index.
 pub const PARTITION_PREFIX_LEN: usize = 20;

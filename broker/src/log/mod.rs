@@ -93,19 +93,21 @@ impl LogManager {
             .collect()
     }
 
-    /// Loads or creates the logs of every partition of `topic`. Blocking.
-    pub fn ensure_partitions(&self, topic: &TopicRecord) -> Result<()> {
-        for partition in 0..topic.partitions {
-            if self.get(topic.id, partition).is_some() {
-                continue;
-            }
-            let loaded = reader::load(&self.db, topic.id, partition)?;
-            let log = Arc::new(PartitionLog::new(topic.id, &topic.name, partition, loaded));
-            let mut map = self.partitions.write().unwrap_or_else(|p| p.into_inner());
-            let _ = map.entry((topic.id, partition)).or_insert(log);
-            metrics::PARTITIONS.set(map.len() as i64);
+    /// Loads or creates the log of one partition of `topic`. Blocking.
+    pub fn ensure_partition(
+        &self,
+        topic: &TopicRecord,
+        partition: i32,
+    ) -> Result<Arc<PartitionLog>> {
+        if let Some(log) = self.get(topic.id, partition) {
+            return Ok(log);
         }
-        Ok(())
+        let loaded = reader::load(&self.db, topic.id, partition)?;
+        let log = Arc::new(PartitionLog::new(topic.id, &topic.name, partition, loaded));
+        let mut map = self.partitions.write().unwrap_or_else(|p| p.into_inner());
+        let log = map.entry((topic.id, partition)).or_insert(log).clone();
+        metrics::PARTITIONS.set(map.len() as i64);
+        Ok(log)
     }
 
     /// Stops serving a topic's partitions and deletes its data. The returned

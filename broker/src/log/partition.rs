@@ -6,7 +6,7 @@
 //! batch; `log_end_offset` only advances once that batch is durable in
 //! RocksDB; `high_watermark` is what consumers may read.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
@@ -14,8 +14,13 @@ use prometheus::{IntCounter, IntGauge};
 use tokio::sync::watch;
 use uuid::Uuid;
 
+use kafka_protocol::error::ResponseError;
+
+use crate::cluster::records::PartitionRegistration;
+use crate::error::{Error, Result};
 use crate::log::producer_state::ProducerStateTable;
 use crate::metrics;
+use crate::replication::partition::{self as rules, FollowerProgress, Role};
 
 /// A consistent snapshot of a partition's offsets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +47,41 @@ pub(crate) struct PartitionState {
     /// Owned by the writer thread: idempotent producers' epochs and last
     /// batches, checked and updated where offsets are assigned.
     pub(crate) producers: ProducerStateTable,
+    /// This node's part, from the metadata image.
+    pub(crate) role: Role,
+    /// This node's id (set with the role).
+    pub(crate) local_id: i32,
+    pub(crate) replicas: Vec<i32>,
+    pub(crate) isr: Vec<i32>,
+    pub(crate) partition_epoch: i32,
+    /// Leader only: each follower's progress.
+    pub(crate) followers: HashMap<i32, FollowerProgress>,
+    /// Leader only: an ISR change is on its way to the controller.
+    pub(crate) isr_change_pending: bool,
+}
+
+impl PartitionState {
+    /// Where a leader's high watermark may move now (Kafka's rule, see
+    /// [`rules::high_watermark`]).
+    fn leader_high_watermark(&self) -> i64 {
+        rules::high_watermark(
+            self.high_watermark,
+            self.local_id,
+            self.log_end_offset,
+            &self.isr,
+            &self.followers,
+        )
+    }
+}
+
+/// The replica state a leader acts on, copied out of the lock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaView {
+    pub role: Role,
+    pub leader_epoch: i32,
+    pub partition_epoch: i32,
+    pub replicas: Vec<i32>,
+    pub isr: Vec<i32>,
 }
 
 /// Counters cached per partition so the hot path skips label lookups.
@@ -65,6 +105,8 @@ pub struct PartitionLog {
     pub(crate) state: Mutex<PartitionState>,
     /// Carries the high watermark; every advance wakes the receivers.
     hw_tx: watch::Sender<i64>,
+    /// Carries the log end offset, for followers' fetches waiting on it.
+    leo_tx: watch::Sender<i64>,
     pub(crate) metrics: PartitionMetrics,
     /// Set when the topic is deleted: appends and reads fail from then on.
     deleted: AtomicBool,
@@ -97,6 +139,7 @@ impl PartitionLog {
         metrics.producer_ids.set(loaded.producers.len() as i64);
         let leader_epoch = loaded.epoch_starts.keys().next_back().copied().unwrap_or(0);
         let (hw_tx, _) = watch::channel(loaded.log_end_offset);
+        let (leo_tx, _) = watch::channel(loaded.log_end_offset);
         PartitionLog {
             topic_id,
             topic: topic.to_owned(),
@@ -111,8 +154,16 @@ impl PartitionLog {
                 leader_epoch,
                 epoch_starts: loaded.epoch_starts,
                 producers: loaded.producers,
+                role: Role::None,
+                local_id: -1,
+                replicas: Vec::new(),
+                isr: Vec::new(),
+                partition_epoch: -1,
+                followers: HashMap::new(),
+                isr_change_pending: false,
             }),
             hw_tx,
+            leo_tx,
             metrics,
             deleted: AtomicBool::new(false),
         }
@@ -138,17 +189,215 @@ impl PartitionLog {
         self.hw_tx.subscribe()
     }
 
+    /// Wakes the high-watermark watchers if it moved.
+    fn publish_high_watermark(&self, high_watermark: i64) {
+        let _ = self
+            .hw_tx
+            .send_if_modified(|hw| std::mem::replace(hw, high_watermark) != high_watermark);
+    }
+
+    /// A receiver that is woken whenever the log end offset moves.
+    pub fn subscribe_log_end(&self) -> watch::Receiver<i64> {
+        self.leo_tx.subscribe()
+    }
+
     /// Called by the writer once appends up to `next_offset` are durable.
     pub(crate) fn on_durable(&self, end_offset: i64) {
-        let high_watermark = {
+        let (log_end, high_watermark) = {
             let mut state = self.lock();
             state.log_end_offset = state.log_end_offset.max(end_offset);
-            // One replica: durable on the leader is committed.
-            state.high_watermark = state.log_end_offset;
+            state.high_watermark = match state.role {
+                Role::Leader => state.leader_high_watermark(),
+                // A follower learns it from its leader's fetch answers.
+                Role::Follower { .. } => state.high_watermark,
+                Role::None => state.log_end_offset,
+            };
+            (state.log_end_offset, state.high_watermark)
+        };
+        self.metrics.log_end_offset.set(log_end);
+        let _ = self.leo_tx.send_replace(log_end);
+        self.publish_high_watermark(high_watermark);
+    }
+
+    /// Takes this node's part from the partition's registration. Returns
+    /// the role if it or the leader epoch changed (the caller starts or
+    /// stops fetching).
+    pub fn apply_registration(
+        &self,
+        local_id: i32,
+        registration: &PartitionRegistration,
+    ) -> Option<Role> {
+        let role = if registration.leader == local_id {
+            Role::Leader
+        } else if registration.replicas.contains(&local_id) {
+            Role::Follower {
+                leader: registration.leader,
+            }
+        } else {
+            Role::None
+        };
+        let now = crate::log::now_ms();
+        let (changed, high_watermark) = {
+            let mut state = self.lock();
+            let changed = state.role != role || state.leader_epoch != registration.leader_epoch;
+            state.local_id = local_id;
+            state.replicas = registration.replicas.clone();
+            state.isr = registration.isr.clone();
+            state.partition_epoch = registration.partition_epoch;
+            state.isr_change_pending = false;
+            if changed {
+                state.role = role;
+                state.leader_epoch = registration.leader_epoch;
+                state.followers = if role == Role::Leader {
+                    registration
+                        .replicas
+                        .iter()
+                        .filter(|r| **r != local_id)
+                        .map(|r| (*r, FollowerProgress::new(now)))
+                        .collect()
+                } else {
+                    HashMap::new()
+                };
+            }
+            if role == Role::Leader {
+                state.high_watermark = state.leader_high_watermark();
+            }
+            (changed, state.high_watermark)
+        };
+        self.publish_high_watermark(high_watermark);
+        changed.then_some(role)
+    }
+
+    /// The replica state, copied.
+    pub fn replica_view(&self) -> ReplicaView {
+        let state = self.lock();
+        ReplicaView {
+            role: state.role,
+            leader_epoch: state.leader_epoch,
+            partition_epoch: state.partition_epoch,
+            replicas: state.replicas.clone(),
+            isr: state.isr.clone(),
+        }
+    }
+
+    /// How many replicas are in sync (what `min.insync.replicas` counts).
+    pub fn isr_len(&self) -> usize {
+        self.lock().isr.len()
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.lock().role == Role::Leader
+    }
+
+    /// NOT_LEADER_OR_FOLLOWER unless this node leads the partition.
+    pub fn check_leader(&self) -> Result<()> {
+        match self.lock().role {
+            Role::Leader => Ok(()),
+            _ => Err(Error::api(ResponseError::NotLeaderOrFollower)),
+        }
+    }
+
+    /// Leader side of a follower's fetch at `fetch_offset`: records its
+    /// progress and advances the high watermark. Returns the ISR to propose
+    /// if the follower may join it now.
+    pub fn record_follower_fetch(&self, follower: i32, fetch_offset: i64) -> Option<Vec<i32>> {
+        let now = crate::log::now_ms();
+        let (high_watermark, join) = {
+            let mut state = self.lock();
+            if state.role != Role::Leader {
+                return None;
+            }
+            let leader_leo = state.log_end_offset;
+            let progress = state
+                .followers
+                .entry(follower)
+                .or_insert_with(|| FollowerProgress::new(now));
+            progress.on_fetch(fetch_offset, leader_leo, now);
+            let progress = *progress;
+            metrics::FOLLOWER_LAG
+                .with_label_values(&[
+                    self.topic.as_str(),
+                    &self.partition.to_string(),
+                    &follower.to_string(),
+                ])
+                .set((leader_leo - fetch_offset).max(0));
+            state.high_watermark = state.leader_high_watermark();
+            let epoch_start = state
+                .epoch_starts
+                .get(&state.leader_epoch)
+                .copied()
+                .unwrap_or(state.log_end_offset);
+            let join = !state.isr.contains(&follower)
+                && !state.isr_change_pending
+                && state.replicas.contains(&follower)
+                && rules::may_join_isr(&progress, state.high_watermark, epoch_start);
+            let join = join.then(|| {
+                state.isr_change_pending = true;
+                let mut isr = state.isr.clone();
+                isr.push(follower);
+                isr
+            });
+            (state.high_watermark, join)
+        };
+        self.publish_high_watermark(high_watermark);
+        join
+    }
+
+    /// Leader side: the ISR without followers that lag too long, if any do
+    /// and no change is pending (marks one pending).
+    pub fn isr_to_shrink(&self, lag_max_ms: i64) -> Option<Vec<i32>> {
+        let mut state = self.lock();
+        if state.role != Role::Leader || state.isr_change_pending {
+            return None;
+        }
+        let shrunk = rules::shrunk_isr(
+            state.local_id,
+            &state.isr,
+            &state.followers,
+            crate::log::now_ms(),
+            lag_max_ms,
+        )?;
+        state.isr_change_pending = true;
+        Some(shrunk)
+    }
+
+    /// An ISR change failed: allow another attempt.
+    pub fn isr_change_failed(&self) {
+        self.lock().isr_change_pending = false;
+    }
+
+    /// Follower side: the leader's high watermark, capped at what we have.
+    pub fn set_follower_high_watermark(&self, leader_high_watermark: i64) {
+        let high_watermark = {
+            let mut state = self.lock();
+            // Taken as it is (it may even move back after a leader change):
+            // if this node becomes leader, it starts from the last
+            // watermark a leader told it, as in Kafka.
+            state.high_watermark = leader_high_watermark
+                .min(state.log_end_offset)
+                .max(state.log_start_offset);
             state.high_watermark
         };
-        self.metrics.log_end_offset.set(high_watermark);
-        let _ = self.hw_tx.send_replace(high_watermark);
+        self.publish_high_watermark(high_watermark);
+    }
+
+    /// Where the first epoch after `epoch` starts, if there is one.
+    pub fn start_of_epoch_after(&self, epoch: i32) -> Option<i64> {
+        self.lock()
+            .epoch_starts
+            .range(epoch.saturating_add(1)..)
+            .next()
+            .map(|(_, start)| *start)
+    }
+
+    /// The epoch of the last batch this log holds (-1 if none).
+    pub fn last_epoch(&self) -> i32 {
+        self.lock()
+            .epoch_starts
+            .keys()
+            .next_back()
+            .copied()
+            .unwrap_or(-1)
     }
 
     /// Raises the log start offset after retention or DeleteRecords.

@@ -155,6 +155,11 @@ impl ProducerStateTable {
         self.entries.len()
     }
 
+    /// Every producer's entry.
+    pub fn entries(&self) -> impl Iterator<Item = (i64, &ProducerStateEntry)> {
+        self.entries.iter().map(|(id, entry)| (*id, entry))
+    }
+
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }

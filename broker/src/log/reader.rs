@@ -258,3 +258,27 @@ pub(crate) fn load(db: &Db, topic_id: uuid::Uuid, partition: i32) -> Result<Load
         producers: load_producers(db, topic_id, partition)?,
     })
 }
+
+/// Rebuilds a partition's idempotent-producer state from its batches below
+/// `upper` (after a follower truncates its log). Reads every batch header.
+pub fn rebuild_producers(db: &Db, p: &PartitionLog, upper: i64) -> Result<ProducerStateTable> {
+    let mut table = ProducerStateTable::default();
+    let now = crate::log::now_ms();
+    let mut failure = None;
+    scan(db, p, upper, |info, value| {
+        match BatchHeader::new(value).map(|h| producer_state::ProducerBatch::from_header(&h)) {
+            Some(Ok(Some(batch))) => table.record(&batch, info.base_offset, info.last_offset, now),
+            Some(Ok(None)) => {}
+            Some(Err(e)) => {
+                failure = Some(e);
+                return false;
+            }
+            None => {}
+        }
+        true
+    })?;
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(table),
+    }
+}

@@ -63,7 +63,7 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
     ),
     def(
         "min.insync.replicas",
-        None,
+        Some("min.insync.replicas"),
         "1",
         ConfigKind::Long { min: 1 },
     ),
@@ -152,6 +152,8 @@ pub struct TopicConfig {
     pub retention_ms: i64,
     pub retention_bytes: i64,
     pub max_message_bytes: i32,
+    /// In-sync replicas an acks=all produce needs.
+    pub min_insync_replicas: i32,
 }
 
 impl TopicConfig {
@@ -168,6 +170,8 @@ impl TopicConfig {
             retention_bytes: long("retention.bytes", broker.log_retention_bytes),
             max_message_bytes: long("max.message.bytes", i64::from(broker.message_max_bytes))
                 .clamp(0, i64::from(i32::MAX)) as i32,
+            min_insync_replicas: long("min.insync.replicas", i64::from(broker.min_insync()))
+                .clamp(1, i64::from(i32::MAX)) as i32,
         }
     }
 }

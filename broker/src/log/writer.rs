@@ -78,9 +78,31 @@ pub struct TruncateFront {
     pub reply: oneshot::Sender<Result<i64>>,
 }
 
+/// Batches fetched from the leader, offsets already assigned, to store as
+/// they are (a follower's append).
+#[derive(Debug)]
+pub struct ReplicaAppend {
+    pub partition: Arc<PartitionLog>,
+    pub records: Bytes,
+    /// Answered with the new log end offset once durable.
+    pub reply: oneshot::Sender<Result<i64>>,
+}
+
+/// Cut a follower's log back to `offset` (its diverging point).
+#[derive(Debug)]
+pub struct TruncateBack {
+    pub partition: Arc<PartitionLog>,
+    pub offset: i64,
+    /// The producer state rebuilt from the batches that stay.
+    pub producers: crate::log::producer_state::ProducerStateTable,
+    pub reply: oneshot::Sender<Result<()>>,
+}
+
 #[derive(Debug)]
 enum Command {
     Append(AppendJob),
+    Replica(ReplicaAppend),
+    TruncateBack(TruncateBack),
     TruncateFront(TruncateFront),
     DeleteTopic {
         topic_id: Uuid,
@@ -146,6 +168,22 @@ impl LogWriter {
         }
     }
 
+    /// Queues a follower's append of batches fetched from the leader.
+    pub fn append_replica(&self, job: ReplicaAppend) {
+        if let Err(Command::Replica(job)) = self.sender.send(Command::Replica(job)).map_err(|e| e.0)
+        {
+            let _ = job.reply.send(Err(Error::api_msg(
+                ResponseError::KafkaStorageError,
+                "log writer stopped",
+            )));
+        }
+    }
+
+    /// Queues a follower's truncation to its diverging point.
+    pub fn truncate_back(&self, job: TruncateBack) -> Result<()> {
+        self.send(Command::TruncateBack(job))
+    }
+
     pub fn truncate_front(&self, job: TruncateFront) -> Result<()> {
         self.send(Command::TruncateFront(job))
     }
@@ -195,6 +233,10 @@ fn run(db: &Db, receiver: &mpsc::Receiver<Command>, syncer: Option<&mpsc::Sender
                     bytes += job.records.len();
                     group.push(Command::Append(job));
                 }
+                Command::Replica(job) => {
+                    bytes += job.records.len();
+                    group.push(Command::Replica(job));
+                }
                 other => group.push(other),
             }
             if !stopping && bytes < MAX_GROUP_BYTES && group.len() < MAX_GROUP_LEN {
@@ -212,6 +254,8 @@ fn run(db: &Db, receiver: &mpsc::Receiver<Command>, syncer: Option<&mpsc::Sender
 /// durable policy, for the fsync that makes it durable).
 struct Committed {
     staged: Vec<Staged>,
+    replicas: Vec<StagedReplica>,
+    truncated: Vec<TruncateBack>,
     truncates: Vec<TruncateFront>,
     deletes: Vec<(Uuid, oneshot::Sender<Result<()>>)>,
 }
@@ -228,6 +272,7 @@ fn run_syncer(db: &Db, receiver: &mpsc::Receiver<Committed>) {
         match outcome {
             Ok(()) => {
                 for group in groups {
+                    finish_replicas(group.replicas, group.truncated);
                     finish_ok(group.staged, group.truncates, group.deletes, db);
                 }
             }
@@ -237,6 +282,7 @@ fn run_syncer(db: &Db, receiver: &mpsc::Receiver<Committed>) {
                 // failed log directory; so do we, after answering.
                 error!(error = %e, "fsync of the write-ahead log failed, stopping the broker");
                 for group in groups {
+                    fail_replicas(group.replicas, group.truncated);
                     fail_all(group.staged, group.truncates, group.deletes);
                 }
                 std::process::exit(70);
@@ -305,6 +351,155 @@ impl TouchedProducers {
     }
 }
 
+/// A follower's staged append waiting for the write to finish.
+struct StagedReplica {
+    reply: oneshot::Sender<Result<i64>>,
+    partition: Arc<PartitionLog>,
+    end_offset: i64,
+    size: i64,
+}
+
+fn finish_replicas(replicas: Vec<StagedReplica>, truncated: Vec<TruncateBack>) {
+    for t in truncated {
+        let _ = t.reply.send(Ok(()));
+    }
+    for r in replicas {
+        r.partition.on_durable(r.end_offset);
+        let _ = r.reply.send(Ok(r.end_offset));
+    }
+}
+
+fn fail_replicas(replicas: Vec<StagedReplica>, truncated: Vec<TruncateBack>) {
+    for t in truncated {
+        let _ = t
+            .reply
+            .send(Err(Error::api(ResponseError::KafkaStorageError)));
+    }
+    for r in replicas {
+        let _ = r
+            .reply
+            .send(Err(Error::api(ResponseError::KafkaStorageError)));
+    }
+}
+
+/// Stages a follower's append: every whole batch in `records` goes in as
+/// the leader numbered it, the epoch cache and producer state follow the
+/// batches. Returns the new end offset and bytes added.
+fn stage_replica(
+    db: &Db,
+    write: &mut WriteBatch,
+    job: &ReplicaAppend,
+    now_ms: i64,
+) -> Result<(i64, i64)> {
+    let partition = &job.partition;
+    if partition.is_deleted() {
+        return Err(Error::api(ResponseError::UnknownTopicOrPartition));
+    }
+    let log_cf = db.cf(CF_LOG)?;
+    let meta_cf = db.cf(CF_PARTITION_META)?;
+    let mut state = partition.lock();
+    let mut at = 0usize;
+    let mut added = 0i64;
+    let mut touched = Vec::new();
+    let bytes = &job.records;
+    while at + batch::HEADER_LEN <= bytes.len() {
+        let Some(header) = BatchHeader::new(&bytes[at..]) else {
+            break;
+        };
+        let total = 12 + header.batch_length().max(0) as usize;
+        if header.batch_length() < 0 || at + total > bytes.len() {
+            // A partial batch at the end of a fetch: take it next time.
+            break;
+        }
+        let base = header.base_offset();
+        let last = header.last_offset();
+        let epoch = header.partition_leader_epoch();
+        if base < state.next_offset {
+            // Already have it (a repeated fetch): skip.
+            at += total;
+            continue;
+        }
+        if state
+            .epoch_starts
+            .keys()
+            .next_back()
+            .is_none_or(|e| *e < epoch)
+        {
+            let _ = state.epoch_starts.insert(epoch, base);
+            write.put_cf(
+                meta_cf,
+                keys::leader_epoch_key(partition.topic_id, partition.partition, epoch),
+                base.to_be_bytes(),
+            );
+        }
+        if let Some(producer) = ProducerBatch::from_header(&header)? {
+            state.producers.record(&producer, base, last, now_ms);
+            touched.push(producer.producer_id);
+        }
+        let key = keys::log_key(partition.topic_id, partition.partition, base);
+        write.put_cf(log_cf, key, &bytes[at..at + total]);
+        state.next_offset = last + 1;
+        state.size_bytes += total as i64;
+        added += total as i64;
+        partition.metrics.bytes_in.inc_by(total as u64);
+        at += total;
+    }
+    touched.sort_unstable();
+    touched.dedup();
+    for producer_id in touched {
+        if let Some(entry) = state.producers.get(producer_id) {
+            let key =
+                keys::producer_state_key(partition.topic_id, partition.partition, producer_id);
+            write.put_cf(meta_cf, key, producer_state::encode_entry(entry));
+        }
+    }
+    let size_key = keys::meta_key(partition.topic_id, partition.partition, MetaKind::SizeBytes);
+    write.put_cf(meta_cf, size_key, state.size_bytes.to_be_bytes());
+    Ok((state.next_offset, added))
+}
+
+/// Stages a follower's truncation to `offset`: batches from there on,
+/// epochs starting there or later, and producer state go.
+fn stage_truncate_back(db: &Db, write: &mut WriteBatch, job: &mut TruncateBack) -> Result<()> {
+    let p = &job.partition;
+    let log_cf = db.cf(CF_LOG)?;
+    let meta_cf = db.cf(CF_PARTITION_META)?;
+    write.delete_range_cf(
+        log_cf,
+        keys::log_key(p.topic_id, p.partition, job.offset),
+        keys::log_key(p.topic_id, p.partition, i64::MAX),
+    );
+    let mut state = p.lock();
+    let dropped: Vec<i32> = state
+        .epoch_starts
+        .iter()
+        .filter(|(_, start)| **start >= job.offset)
+        .map(|(epoch, _)| *epoch)
+        .collect();
+    for epoch in dropped {
+        let _ = state.epoch_starts.remove(&epoch);
+        write.delete_cf(
+            meta_cf,
+            keys::leader_epoch_key(p.topic_id, p.partition, epoch),
+        );
+    }
+    for (producer_id, _) in state.producers.entries() {
+        write.delete_cf(
+            meta_cf,
+            keys::producer_state_key(p.topic_id, p.partition, producer_id),
+        );
+    }
+    state.producers = std::mem::take(&mut job.producers);
+    for (producer_id, entry) in state.producers.entries() {
+        let key = keys::producer_state_key(p.topic_id, p.partition, producer_id);
+        write.put_cf(meta_cf, key, producer_state::encode_entry(entry));
+    }
+    state.next_offset = job.offset;
+    state.log_end_offset = state.log_end_offset.min(job.offset);
+    state.high_watermark = state.high_watermark.min(job.offset);
+    Ok(())
+}
+
 /// A staged append waiting for the write to finish.
 struct Staged {
     job_reply: oneshot::Sender<Result<AppendResult>>,
@@ -320,6 +515,7 @@ fn commit(db: &Db, group: Vec<Command>, syncer: Option<&mpsc::Sender<Committed>>
         .iter()
         .map(|c| match c {
             Command::Append(job) => job.records.len() + keys::LOG_KEY_LEN + 16,
+            Command::Replica(job) => job.records.len() + 1024,
             _ => 64,
         })
         .sum();
@@ -333,9 +529,28 @@ fn commit(db: &Db, group: Vec<Command>, syncer: Option<&mpsc::Sender<Committed>>
     // already written and still waiting for their fsync.
     let mut starts: HashMap<(Uuid, i32), (Arc<PartitionLog>, i64)> = HashMap::new();
     let mut producers = TouchedProducers::default();
+    let mut replicas = Vec::new();
+    let mut truncated = Vec::new();
     let now_ms = crate::log::now_ms();
     for command in group {
         match command {
+            Command::Replica(job) => match stage_replica(db, &mut write, &job, now_ms) {
+                Ok((end_offset, size)) => replicas.push(StagedReplica {
+                    reply: job.reply,
+                    partition: job.partition,
+                    end_offset,
+                    size,
+                }),
+                Err(e) => {
+                    let _ = job.reply.send(Err(e));
+                }
+            },
+            Command::TruncateBack(mut job) => match stage_truncate_back(db, &mut write, &mut job) {
+                Ok(()) => truncated.push(job),
+                Err(e) => {
+                    let _ = job.reply.send(Err(e));
+                }
+            },
             Command::Append(job) => {
                 let _ = starts
                     .entry((job.partition.topic_id, job.partition.partition))
@@ -399,15 +614,21 @@ fn commit(db: &Db, group: Vec<Command>, syncer: Option<&mpsc::Sender<Committed>>
         Ok(()) => {
             let committed = Committed {
                 staged,
+                replicas,
+                truncated,
                 truncates,
                 deletes,
             };
             match syncer {
-                None => finish_ok(committed.staged, committed.truncates, committed.deletes, db),
+                None => {
+                    finish_replicas(committed.replicas, committed.truncated);
+                    finish_ok(committed.staged, committed.truncates, committed.deletes, db)
+                }
                 Some(syncer) => {
                     if let Err(unsent) = syncer.send(committed) {
                         error!("log syncer stopped; failing the appends it would have synced");
                         let c = unsent.0;
+                        fail_replicas(c.replicas, c.truncated);
                         fail_all(c.staged, c.truncates, c.deletes);
                     }
                 }
@@ -421,7 +642,14 @@ fn commit(db: &Db, group: Vec<Command>, syncer: Option<&mpsc::Sender<Committed>>
             for s in &staged {
                 s.partition.lock().size_bytes -= s.size;
             }
+            for r in &replicas {
+                // Resume where the durable log ends; the follower refetches.
+                let mut state = r.partition.lock();
+                state.size_bytes -= r.size;
+                state.next_offset = state.log_end_offset;
+            }
             producers.undo();
+            fail_replicas(replicas, truncated);
             fail_all(staged, truncates, deletes);
         }
     }

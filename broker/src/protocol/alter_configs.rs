@@ -14,6 +14,7 @@ use crate::cluster::metadata::validate_topic_name;
 use crate::error::{Error, Result};
 use crate::log::topic_config;
 use crate::protocol::describe_configs::{check_broker_name, RESOURCE_BROKER, RESOURCE_TOPIC};
+use crate::tenant::acl::{operation, resource_type};
 use kafka_protocol::protocol::StrBytes;
 
 use crate::protocol::{count_error, str_bytes, RequestContext};
@@ -64,10 +65,10 @@ pub async fn apply_broker(
 ) -> Result<()> {
     check_broker_name(broker, name)?;
     let updated = compute(&broker.image().dynamic_broker_configs)?;
-    let metadata = broker.metadata.clone();
-    tokio::task::spawn_blocking(move || metadata.set_dynamic_broker_configs(updated, validate_only))
+    broker
+        .metadata
+        .set_dynamic_broker_configs(updated, validate_only)
         .await
-        .map_err(|e| Error::Internal(format!("config task failed: {e}")))?
 }
 
 /// Applies a computed config set to a topic or to the broker's dynamic
@@ -132,7 +133,7 @@ pub fn outcome_fields(outcome: Result<()>, api: ApiKey) -> (i16, Option<StrBytes
 
 pub async fn handle(
     broker: Arc<Broker>,
-    _context: RequestContext,
+    context: RequestContext,
     request: AlterConfigsRequest,
 ) -> AlterConfigsResponse {
     let seen = duplicates(
@@ -141,6 +142,7 @@ pub async fn handle(
             .iter()
             .map(|r| (r.resource_type, r.resource_name.as_str())),
     );
+    let image = broker.image();
     let mut responses = Vec::with_capacity(request.resources.len());
     for resource in &request.resources {
         let name = resource.resource_name.as_str();
@@ -149,6 +151,10 @@ pub async fn handle(
                 ResponseError::InvalidRequest,
                 "Duplicate resource in request",
             ))
+        } else if resource.resource_type == resource_type::TOPIC
+            && !context.may_topic(&image, operation::ALTER_CONFIGS, name)
+        {
+            Err(Error::api(ResponseError::TopicAuthorizationFailed))
         } else {
             match non_null(&resource.configs) {
                 Ok(wanted) => {

@@ -11,6 +11,7 @@ use kafka_protocol::messages::{ApiKey, CreatePartitionsRequest, CreatePartitions
 use crate::broker::Broker;
 use crate::error::{Error, Result};
 use crate::protocol::{count_error, str_bytes, RequestContext};
+use crate::tenant::acl::operation;
 
 fn check(broker: &Broker, topic: &CreatePartitionsTopic) -> Result<()> {
     let name = topic.name.as_str();
@@ -59,13 +60,14 @@ fn check(broker: &Broker, topic: &CreatePartitionsTopic) -> Result<()> {
 
 pub async fn handle(
     broker: Arc<Broker>,
-    _context: RequestContext,
+    context: RequestContext,
     request: CreatePartitionsRequest,
 ) -> CreatePartitionsResponse {
     let mut seen: HashMap<&str, usize> = HashMap::new();
     for topic in &request.topics {
         *seen.entry(topic.name.as_str()).or_default() += 1;
     }
+    let image = broker.image();
     let mut results = Vec::with_capacity(request.topics.len());
     for topic in &request.topics {
         let outcome = if seen[topic.name.as_str()] > 1 {
@@ -73,6 +75,8 @@ pub async fn handle(
                 ResponseError::InvalidRequest,
                 "Duplicate topic in request.",
             ))
+        } else if !context.may_topic(&image, operation::ALTER, topic.name.as_str()) {
+            Err(Error::api(ResponseError::TopicAuthorizationFailed))
         } else {
             match check(&broker, topic) {
                 Ok(()) if request.validate_only => Ok(()),

@@ -17,12 +17,15 @@ use crate::error::{Error, Result};
 use crate::log::topic_config;
 use crate::protocol::describe_configs::topic_entries;
 use crate::protocol::{count_error, str_bytes, RequestContext};
+use crate::tenant::acl::operation;
 
 /// A request topic that passed validation.
 #[derive(Debug)]
 struct ValidTopic {
     partitions: i32,
     replication_factor: i16,
+    /// Replicas per partition when the request gave them.
+    assignments: Option<Vec<Vec<i32>>>,
     configs: BTreeMap<String, String>,
 }
 
@@ -40,8 +43,9 @@ fn validate(broker: &Broker, topic: &CreatableTopic) -> Result<ValidTopic> {
             format!("Topic '{name}' already exists."),
         ));
     }
-    let live_brokers = 1;
-    let (partitions, replication_factor) = if topic.assignments.is_empty() {
+    let image = broker.image();
+    let live_brokers = image.live_brokers().len() as i32;
+    let (partitions, replication_factor, assignments) = if topic.assignments.is_empty() {
         let partitions = match topic.num_partitions {
             -1 => broker.config.num_partitions,
             n if n < 1 => {
@@ -53,7 +57,7 @@ fn validate(broker: &Broker, topic: &CreatableTopic) -> Result<ValidTopic> {
             n => n,
         };
         let replication_factor = match topic.replication_factor {
-            -1 => broker.config.default_replication_factor,
+            -1 => broker.config.replication_factor(),
             n if n < 1 => {
                 return Err(invalid(
                     ResponseError::InvalidReplicationFactor,
@@ -62,7 +66,7 @@ fn validate(broker: &Broker, topic: &CreatableTopic) -> Result<ValidTopic> {
             }
             n => n,
         };
-        (partitions, replication_factor)
+        (partitions, replication_factor, None)
     } else {
         if topic.num_partitions != -1 || topic.replication_factor != -1 {
             return Err(invalid(
@@ -70,7 +74,13 @@ fn validate(broker: &Broker, topic: &CreatableTopic) -> Result<ValidTopic> {
                 "Both numPartitions or replicationFactor and replicasAssignments were set. Both cannot be used at the same time.",
             ));
         }
-        validate_assignments(broker, topic)?
+        let (partitions, replication_factor) = validate_assignments(broker, topic)?;
+        let assignments = topic
+            .assignments
+            .iter()
+            .map(|a| a.broker_ids.iter().map(|id| id.0).collect())
+            .collect();
+        (partitions, replication_factor, Some(assignments))
     };
     if i32::from(replication_factor) > live_brokers {
         return Err(invalid(
@@ -96,6 +106,7 @@ fn validate(broker: &Broker, topic: &CreatableTopic) -> Result<ValidTopic> {
     Ok(ValidTopic {
         partitions,
         replication_factor,
+        assignments,
         configs,
     })
 }
@@ -110,11 +121,20 @@ fn validate_assignments(broker: &Broker, topic: &CreatableTopic) -> Result<(i32,
             ));
         }
         let replicas = assignment.broker_ids.len() as i16;
+        let image = broker.image();
+        let mut distinct = assignment
+            .broker_ids
+            .iter()
+            .map(|id| id.0)
+            .collect::<Vec<_>>();
+        distinct.sort_unstable();
+        distinct.dedup();
         if replicas == 0
+            || distinct.len() != assignment.broker_ids.len()
             || assignment
                 .broker_ids
                 .iter()
-                .any(|id| id.0 != broker.node_id())
+                .any(|id| !image.brokers.contains_key(&id.0))
         {
             return Err(invalid(
                 ResponseError::InvalidReplicaAssignment,
@@ -146,6 +166,7 @@ pub async fn handle(
     for topic in &request.topics {
         *seen.entry(topic.name.as_str()).or_default() += 1;
     }
+    let image = broker.image();
     let mut results = Vec::with_capacity(request.topics.len());
     for topic in &request.topics {
         let name = topic.name.as_str();
@@ -154,11 +175,19 @@ pub async fn handle(
                 ResponseError::InvalidRequest,
                 format!("Create topics request from client contains duplicate topic name {name}"),
             ))
+        } else if !context.may_topic(&image, operation::CREATE, name) {
+            Err(Error::api(ResponseError::TopicAuthorizationFailed))
         } else {
             match validate(&broker, topic) {
                 Ok(valid) if request.validate_only => Ok((valid, None)),
                 Ok(valid) => broker
-                    .create_topic(name.to_owned(), valid.partitions, valid.configs.clone())
+                    .create_topic(
+                        name.to_owned(),
+                        valid.partitions,
+                        valid.replication_factor,
+                        valid.assignments.clone(),
+                        valid.configs.clone(),
+                    )
                     .await
                     .map(|record| (valid, Some(record.id))),
                 Err(e) => Err(e),
@@ -192,6 +221,5 @@ pub async fn handle(
             }
         });
     }
-    let _ = context;
     CreateTopicsResponse::default().with_topics(results)
 }

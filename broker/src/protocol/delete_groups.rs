@@ -8,16 +8,20 @@ use kafka_protocol::messages::{ApiKey, DeleteGroupsRequest, DeleteGroupsResponse
 
 use crate::broker::Broker;
 use crate::protocol::{count_error, RequestContext};
+use crate::tenant::acl::operation;
 
 pub async fn handle(
     broker: Arc<Broker>,
-    _context: RequestContext,
+    context: RequestContext,
     request: DeleteGroupsRequest,
 ) -> DeleteGroupsResponse {
+    let image = broker.image();
     let mut results = Vec::new();
     for group_id in &request.groups_names {
         let outcome = if group_id.is_empty() {
             Err(ResponseError::InvalidGroupId)
+        } else if !context.may_group(&image, operation::DELETE, group_id.as_str()) {
+            Err(ResponseError::GroupAuthorizationFailed)
         } else {
             broker.groups.delete_group(group_id.as_str()).await
         };

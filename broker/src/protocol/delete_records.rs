@@ -12,15 +12,17 @@ use kafka_protocol::messages::{ApiKey, DeleteRecordsRequest, DeleteRecordsRespon
 use crate::broker::Broker;
 use crate::error::Error;
 use crate::protocol::{count_error, RequestContext};
+use crate::tenant::acl::operation;
 
 pub async fn handle(
     broker: Arc<Broker>,
-    _context: RequestContext,
+    context: RequestContext,
     request: DeleteRecordsRequest,
 ) -> DeleteRecordsResponse {
     let image = broker.image();
     let topics = request.topics.iter().map(|topic| {
         let record = image.topic(topic.name.as_str()).cloned();
+        let authorized = context.may_topic(&image, operation::DELETE, topic.name.as_str());
         let broker = broker.clone();
         async move {
             let partitions = topic.partitions.iter().map(|p| {
@@ -30,7 +32,13 @@ pub async fn handle(
                 let broker = broker.clone();
                 async move {
                     let result = match log {
+                        _ if !authorized => {
+                            Err(Error::api(ResponseError::TopicAuthorizationFailed))
+                        }
                         None => Err(Error::api(ResponseError::UnknownTopicOrPartition)),
+                        Some(log) if !log.is_leader() => {
+                            Err(Error::api(ResponseError::NotLeaderOrFollower))
+                        }
                         Some(log) => broker.replicas.delete_records(log, p.offset).await,
                     };
                     let entry = DeleteRecordsPartitionResult::default()

@@ -10,6 +10,7 @@ use uuid::Uuid;
 use crate::broker::Broker;
 use crate::error::Error;
 use crate::protocol::{count_error, str_bytes, topic_name, RequestContext};
+use crate::tenant::acl::operation;
 
 pub async fn handle(
     broker: Arc<Broker>,
@@ -50,9 +51,21 @@ pub async fn handle(
                 "no topic name or id",
             )),
         };
+        // DELETE on the topic (by its name, also when addressed by id).
         let outcome = match resolved {
+            Ok(record) if !context.may_topic(&image, operation::DELETE, &record.name) => {
+                Err(Error::api(ResponseError::TopicAuthorizationFailed))
+            }
             Ok(record) => broker.delete_topic(record.name.clone()).await,
-            Err(e) => Err(e),
+            Err(e) => match &name {
+                Some(name)
+                    if id.is_nil()
+                        && !context.may_topic(&image, operation::DELETE, name.as_str()) =>
+                {
+                    Err(Error::api(ResponseError::TopicAuthorizationFailed))
+                }
+                _ => Err(e),
+            },
         };
         let result = DeletableTopicResult::default()
             .with_name(name.clone())

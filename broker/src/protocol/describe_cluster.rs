@@ -1,4 +1,5 @@
-//! DescribeCluster: this node as the cluster's only broker and controller.
+//! DescribeCluster: the registered, unfenced brokers and the active
+//! controller.
 
 use std::sync::Arc;
 
@@ -22,7 +23,7 @@ pub async fn handle(
     let response = DescribeClusterResponse::default()
         .with_endpoint_type(request.endpoint_type)
         .with_cluster_id(str_bytes(&broker.image().cluster_id))
-        .with_controller_id(node)
+        .with_controller_id(BrokerId(broker.controller().leader().unwrap_or(node.0)))
         .with_cluster_authorized_operations(if request.include_cluster_authorized_operations {
             CLUSTER_OPERATIONS
         } else {
@@ -33,9 +34,18 @@ pub async fn handle(
             .with_error_code(ResponseError::UnsupportedEndpointType.code())
             .with_error_message(Some(str_bytes("only the brokers endpoint type is served")));
     }
-    let entry = DescribeClusterBroker::default()
-        .with_broker_id(node)
-        .with_host(str_bytes(&broker.advertised_host))
-        .with_port(broker.advertised_port);
-    response.with_brokers(vec![entry])
+    let brokers = broker
+        .image()
+        .brokers
+        .values()
+        .filter(|b| !b.fenced)
+        .map(|b| {
+            let (host, port) = b.address_for(&context.listener);
+            DescribeClusterBroker::default()
+                .with_broker_id(BrokerId(b.id))
+                .with_host(str_bytes(host))
+                .with_port(port)
+        })
+        .collect();
+    response.with_brokers(brokers)
 }

@@ -17,6 +17,7 @@ use crate::config::{DYNAMIC_SETTINGS, SETTING_NAMES};
 use crate::error::{Error, Result};
 use crate::log::topic_config::{self, ConfigKind, TOPIC_CONFIGS};
 use crate::protocol::{count_error, str_bytes, RequestContext};
+use crate::tenant::acl::{operation, resource_type};
 
 pub const RESOURCE_TOPIC: i8 = 2;
 pub const RESOURCE_BROKER: i8 = 4;
@@ -165,6 +166,7 @@ pub async fn handle(
     context: RequestContext,
     request: DescribeConfigsRequest,
 ) -> DescribeConfigsResponse {
+    let image = broker.image();
     let results = request
         .resources
         .iter()
@@ -172,11 +174,17 @@ pub async fn handle(
             let result = DescribeConfigsResult::default()
                 .with_resource_type(resource.resource_type)
                 .with_resource_name(resource.resource_name.clone());
-            match entries_for(
-                &broker,
-                resource.resource_type,
-                resource.resource_name.as_str(),
-            ) {
+            // DESCRIBE_CONFIGS on a topic (tenants never get this far with
+            // broker resources: the rewrite refuses them).
+            let name = resource.resource_name.as_str();
+            let described = if resource.resource_type == resource_type::TOPIC
+                && !context.may_topic(&image, operation::DESCRIBE_CONFIGS, name)
+            {
+                Err(Error::api(ResponseError::TopicAuthorizationFailed))
+            } else {
+                entries_for(&broker, resource.resource_type, name)
+            };
+            match described {
                 Ok(entries) => {
                     let configs = entries
                         .into_iter()

@@ -9,6 +9,7 @@ use kafka_protocol::messages::{ApiKey, DescribeGroupsRequest, DescribeGroupsResp
 
 use crate::broker::Broker;
 use crate::protocol::{count_error, str_bytes, RequestContext};
+use crate::tenant::acl::operation;
 
 pub async fn handle(
     broker: Arc<Broker>,
@@ -16,11 +17,14 @@ pub async fn handle(
     request: DescribeGroupsRequest,
 ) -> DescribeGroupsResponse {
     let version = context.api_version;
+    let image = broker.image();
     let mut groups = Vec::new();
     for group_id in &request.groups {
         let entry = DescribedGroup::default().with_group_id(group_id.clone());
         let described = if group_id.is_empty() {
             Err(ResponseError::InvalidGroupId)
+        } else if !context.may_group(&image, operation::DESCRIBE, group_id.as_str()) {
+            Err(ResponseError::GroupAuthorizationFailed)
         } else {
             broker.groups.describe_group(group_id.as_str()).await
         };

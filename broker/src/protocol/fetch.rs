@@ -11,8 +11,10 @@ use kafka_protocol::messages::{ApiKey, FetchRequest, FetchResponse};
 
 use crate::broker::Broker;
 use crate::error::Error;
-use crate::protocol::{count_error, resolve_topic, RequestContext};
+use crate::protocol::{count_error, resolve_topic, throttle, RequestContext};
 use crate::replication::fetch::{FetchData, FetchLimits, FetchSpec};
+use crate::tenant::acl::operation;
+use crate::tenant::quota::{tenant_label, QuotaKey};
 
 /// Kafka's `fetch.max.bytes` default: the most one fetch response carries.
 pub const FETCH_MAX_BYTES: usize = 57_671_680;
@@ -29,11 +31,19 @@ pub async fn handle(
     let mut plan: Vec<Vec<(i32, Result<usize, Error>)>> = Vec::with_capacity(request.topics.len());
     for topic in &request.topics {
         let record = resolve_topic(&image, version >= 13, topic.topic.as_str(), &topic.topic_id);
+        // READ on the topic, once per topic of the request.
+        let authorized = match record {
+            Ok(record) => context.may_topic(&image, operation::READ, &record.name),
+            Err(_) => {
+                version >= 13 || context.may_topic(&image, operation::READ, topic.topic.as_str())
+            }
+        };
         let entries = topic
             .partitions
             .iter()
             .map(|p| {
                 let slot = match record.map(|r| broker.replicas.logs().get(r.id, p.partition)) {
+                    _ if !authorized => Err(Error::api(ResponseError::TopicAuthorizationFailed)),
                     Err(unknown) => Err(Error::api(unknown)),
                     Ok(None) => Err(Error::api(ResponseError::UnknownTopicOrPartition)),
                     Ok(Some(log)) => {
@@ -65,7 +75,7 @@ pub async fn handle(
     };
     let mut results: Vec<Option<FetchData>> = results.into_iter().map(Some).collect();
     let read_committed = request.isolation_level == 1;
-    let responses = request
+    let responses: Vec<FetchableTopicResponse> = request
         .topics
         .iter()
         .zip(plan)
@@ -87,6 +97,38 @@ pub async fn handle(
                 .with_partitions(partitions)
         })
         .collect();
+    // Kafka records the fetch quota before answering; a client over it
+    // gets an empty answer with the throttle time (the bytes it would
+    // have had are taken back) and its connection is muted.
+    let fetched_bytes: usize = responses
+        .iter()
+        .flat_map(|t: &FetchableTopicResponse| &t.partitions)
+        .filter_map(|p| p.records.as_ref().map(|r| r.len()))
+        .sum();
+    let current = broker.image();
+    let quotas = &current.client_quotas;
+    let throttle_ms = broker.quotas.record(
+        quotas,
+        QuotaKey::ConsumerByteRate,
+        &context.principal,
+        &context.client_id,
+        fetched_bytes as f64,
+    );
+    if throttle_ms > 0 {
+        broker.quotas.unrecord(
+            quotas,
+            QuotaKey::ConsumerByteRate,
+            &context.principal,
+            &context.client_id,
+            fetched_bytes as f64,
+        );
+        throttle(&context, QuotaKey::ConsumerByteRate, throttle_ms);
+        return FetchResponse::default()
+            .with_throttle_time_ms(throttle_ms.min(i32::MAX as u64) as i32);
+    }
+    crate::metrics::TENANT_BYTES_OUT_TOTAL
+        .with_label_values(&[tenant_label(&context.principal)])
+        .inc_by(fetched_bytes as u64);
     FetchResponse::default().with_responses(responses)
 }
 

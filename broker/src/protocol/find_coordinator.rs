@@ -1,5 +1,6 @@
-//! FindCoordinator: the node that coordinates a group (this one, once the
-//! group's `__consumer_offsets` partition is loaded). v4+ batches keys.
+//! FindCoordinator: the node that coordinates a group: the leader of the
+//! group's `__consumer_offsets` partition (this node answers for itself
+//! once that partition is loaded). v4+ batches keys.
 
 use std::sync::Arc;
 
@@ -10,13 +11,43 @@ use kafka_protocol::messages::{ApiKey, BrokerId, FindCoordinatorRequest, FindCoo
 
 use crate::broker::Broker;
 use crate::protocol::{count_error, str_bytes, RequestContext};
+use crate::tenant::acl::operation;
 
 /// `key_type` of a group; 1 is a transactional id.
 const GROUP_KEY: i8 = 0;
 
-async fn find(broker: &Arc<Broker>, key: &str, key_type: i8) -> Result<(), ResponseError> {
+/// The coordinator's node id, host and port.
+async fn find(
+    broker: &Arc<Broker>,
+    key: &str,
+    key_type: i8,
+    context: &RequestContext,
+) -> Result<(i32, String, i32), ResponseError> {
+    let listener: &str = &context.listener;
+    if key_type == GROUP_KEY && !context.may_group(&broker.image(), operation::DESCRIBE, key) {
+        return Err(ResponseError::GroupAuthorizationFailed);
+    }
     match key_type {
-        GROUP_KEY => broker.groups.find_coordinator(key).await,
+        GROUP_KEY => match broker.groups.find_coordinator(key).await {
+            Ok(()) => {
+                let (host, port) = broker.advertised_address(listener);
+                Ok((broker.node_id(), host, port))
+            }
+            Err(ResponseError::NotCoordinator) => {
+                let image = broker.image();
+                broker
+                    .groups
+                    .coordinator_node(key)
+                    .and_then(|id| image.brokers.get(&id))
+                    .filter(|b| !b.fenced)
+                    .map(|b| {
+                        let (host, port) = b.address_for(listener);
+                        (b.id, host.to_owned(), port)
+                    })
+                    .ok_or(ResponseError::CoordinatorNotAvailable)
+            }
+            Err(e) => Err(e),
+        },
         // Transactions are not implemented. librdkafka retries
         // COORDINATOR_NOT_AVAILABLE forever but treats this code as fatal,
         // so a transactional client fails at once with a clear error (the
@@ -31,18 +62,18 @@ pub async fn handle(
     context: RequestContext,
     request: FindCoordinatorRequest,
 ) -> FindCoordinatorResponse {
-    let node = BrokerId(broker.node_id());
-    let host = str_bytes(&broker.advertised_host);
-    let port = broker.advertised_port;
     if context.api_version >= 4 {
         let lookups = request.coordinator_keys.iter().map(|key| {
             let broker = broker.clone();
-            let host = host.clone();
+            let context = &context;
             async move {
-                let found = find(&broker, key.as_str(), request.key_type).await;
+                let found = find(&broker, key.as_str(), request.key_type, context).await;
                 let entry = Coordinator::default().with_key(key.clone());
                 match found {
-                    Ok(()) => entry.with_node_id(node).with_host(host).with_port(port),
+                    Ok((node, host, port)) => entry
+                        .with_node_id(BrokerId(node))
+                        .with_host(str_bytes(&host))
+                        .with_port(port),
                     Err(e) => {
                         count_error(ApiKey::FindCoordinator, e.code());
                         entry
@@ -55,10 +86,10 @@ pub async fn handle(
         });
         return FindCoordinatorResponse::default().with_coordinators(join_all(lookups).await);
     }
-    match find(&broker, request.key.as_str(), request.key_type).await {
-        Ok(()) => FindCoordinatorResponse::default()
-            .with_node_id(node)
-            .with_host(host)
+    match find(&broker, request.key.as_str(), request.key_type, &context).await {
+        Ok((node, host, port)) => FindCoordinatorResponse::default()
+            .with_node_id(BrokerId(node))
+            .with_host(str_bytes(&host))
             .with_port(port),
         Err(e) => {
             count_error(ApiKey::FindCoordinator, e.code());

@@ -7,15 +7,18 @@ use kafka_protocol::messages::{ApiKey, HeartbeatRequest, HeartbeatResponse};
 
 use crate::broker::Broker;
 use crate::protocol::{count_error, RequestContext};
+use crate::tenant::acl::operation;
 
 pub async fn handle(
     broker: Arc<Broker>,
-    _context: RequestContext,
+    context: RequestContext,
     request: HeartbeatRequest,
 ) -> HeartbeatResponse {
     let group_id = request.group_id.as_str();
     let result = if group_id.is_empty() {
         Err(ResponseError::InvalidGroupId)
+    } else if !context.may_group(&broker.image(), operation::READ, group_id) {
+        Err(ResponseError::GroupAuthorizationFailed)
     } else {
         broker
             .groups

@@ -15,6 +15,7 @@ use crate::broker::Broker;
 use crate::error::{Error, Result};
 use crate::protocol::alter_configs::{apply_resource, duplicates, outcome_fields};
 use crate::protocol::RequestContext;
+use crate::tenant::acl::{operation, resource_type};
 
 const OP_SET: i8 = 0;
 const OP_DELETE: i8 = 1;
@@ -94,7 +95,7 @@ pub fn apply_ops(
 
 pub async fn handle(
     broker: Arc<Broker>,
-    _context: RequestContext,
+    context: RequestContext,
     request: IncrementalAlterConfigsRequest,
 ) -> IncrementalAlterConfigsResponse {
     let seen = duplicates(
@@ -103,6 +104,7 @@ pub async fn handle(
             .iter()
             .map(|r| (r.resource_type, r.resource_name.as_str())),
     );
+    let image = broker.image();
     let mut responses = Vec::with_capacity(request.resources.len());
     for resource in &request.resources {
         let name = resource.resource_name.as_str();
@@ -114,6 +116,10 @@ pub async fn handle(
                 ResponseError::InvalidRequest,
                 "Duplicate resource in request",
             ))
+        } else if resource.resource_type == resource_type::TOPIC
+            && !context.may_topic(&image, operation::ALTER_CONFIGS, name)
+        {
+            Err(Error::api(ResponseError::TopicAuthorizationFailed))
         } else if repeated {
             Err(Error::api_msg(
                 ResponseError::InvalidRequest,

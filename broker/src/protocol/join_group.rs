@@ -10,6 +10,7 @@ use kafka_protocol::messages::{ApiKey, JoinGroupRequest, JoinGroupResponse};
 use crate::broker::Broker;
 use crate::coordinator::group::{JoinParams, JoinResult, Protocol};
 use crate::protocol::{count_error, str_bytes, RequestContext};
+use crate::tenant::acl::operation;
 
 pub async fn handle(
     broker: Arc<Broker>,
@@ -20,6 +21,11 @@ pub async fn handle(
     let group_id = request.group_id.as_str();
     let result = if group_id.is_empty() {
         JoinResult::error(ResponseError::InvalidGroupId, request.member_id.as_str())
+    } else if !context.may_group(&broker.image(), operation::READ, group_id) {
+        JoinResult::error(
+            ResponseError::GroupAuthorizationFailed,
+            request.member_id.as_str(),
+        )
     } else {
         let params = JoinParams {
             member_id: request.member_id.to_string(),

@@ -8,6 +8,7 @@ use kafka_protocol::messages::{ApiKey, LeaveGroupRequest, LeaveGroupResponse};
 
 use crate::broker::Broker;
 use crate::protocol::{count_error, RequestContext};
+use crate::tenant::acl::operation;
 
 pub async fn handle(
     broker: Arc<Broker>,
@@ -32,6 +33,8 @@ pub async fn handle(
     };
     let outcome = if group_id.is_empty() {
         Err(ResponseError::InvalidGroupId)
+    } else if !context.may_group(&broker.image(), operation::READ, group_id) {
+        Err(ResponseError::GroupAuthorizationFailed)
     } else {
         broker.groups.leave_group(group_id, members.clone()).await
     };

@@ -9,6 +9,7 @@ use kafka_protocol::messages::{ApiKey, GroupId, ListGroupsRequest, ListGroupsRes
 use crate::broker::Broker;
 use crate::coordinator::group::GroupState;
 use crate::protocol::{count_error, str_bytes, RequestContext};
+use crate::tenant::acl::operation;
 
 const CLASSIC: &str = "classic";
 
@@ -25,6 +26,7 @@ pub async fn handle(
             return ListGroupsResponse::default().with_error_code(e.code());
         }
     };
+    let image = broker.image();
     let states: Vec<Option<GroupState>> = request
         .states_filter
         .iter()
@@ -39,6 +41,8 @@ pub async fn handle(
         .into_iter()
         .filter(|g| states.is_empty() || states.contains(&Some(g.state)))
         .filter(|_| type_ok)
+        // Only the groups the principal may DESCRIBE.
+        .filter(|g| context.may_group(&image, operation::DESCRIBE, &g.group_id))
         .map(|g| {
             let entry = ListedGroup::default()
                 .with_group_id(GroupId(str_bytes(&g.group_id)))

@@ -13,6 +13,7 @@ use kafka_protocol::messages::{ApiKey, ListOffsetsRequest, ListOffsetsResponse};
 use crate::broker::Broker;
 use crate::error::Error;
 use crate::protocol::{count_error, RequestContext};
+use crate::tenant::acl::operation;
 
 pub async fn handle(
     broker: Arc<Broker>,
@@ -24,6 +25,8 @@ pub async fn handle(
     let with_epoch = context.api_version >= 4;
     let topics = request.topics.iter().map(|topic| {
         let record = image.topic(topic.name.as_str()).cloned();
+        // DESCRIBE on the topic, once per topic of the request.
+        let authorized = context.may_topic(&image, operation::DESCRIBE, topic.name.as_str());
         let broker = broker.clone();
         async move {
             let lookups = topic.partitions.iter().map(|p| {
@@ -35,7 +38,13 @@ pub async fn handle(
                     let response = ListOffsetsPartitionResponse::default()
                         .with_partition_index(p.partition_index);
                     let result = match log {
+                        _ if !authorized => {
+                            Err(Error::api(ResponseError::TopicAuthorizationFailed))
+                        }
                         None => Err(Error::api(ResponseError::UnknownTopicOrPartition)),
+                        Some(log) if !log.is_leader() => {
+                            Err(Error::api(ResponseError::NotLeaderOrFollower))
+                        }
                         Some(log) => {
                             let epoch = log.offsets().leader_epoch;
                             if p.current_leader_epoch >= 0 && p.current_leader_epoch < epoch {

@@ -17,6 +17,7 @@ use crate::cluster::metadata::validate_topic_name;
 use crate::cluster::topic_record::TopicRecord;
 use crate::coordinator::group_coordinator::OFFSETS_TOPIC;
 use crate::protocol::{str_bytes, topic_name, RequestContext};
+use crate::tenant::acl::operation;
 
 /// Kafka's "authorized operations not requested" marker.
 const OPERATIONS_OMITTED: i32 = i32::MIN;
@@ -50,31 +51,73 @@ pub async fn handle(
         OPERATIONS_OMITTED
     };
     let mut topics = Vec::new();
+    let image = broker.image();
+    // DESCRIBE on each topic, once per topic; the operations a client may
+    // do on it only when asked for.
+    let may = |op: i8, name: &str| context.may_topic(&image, op, name);
+    let ops_of = |name: &str| {
+        if topic_ops == OPERATIONS_OMITTED || context.principal.super_user {
+            topic_ops
+        } else {
+            (0..=MAX_OPERATION)
+                .filter(|op| TOPIC_OPERATIONS & (1 << op) != 0 && may(*op, name))
+                .fold(0, |bits, op| bits | (1 << op))
+        }
+    };
     match requested {
         None => {
-            let image = broker.image();
-            let mut all: Vec<_> = image.topics().cloned().collect();
+            let mut all: Vec<_> = image
+                .topics()
+                .filter(|t| may(operation::DESCRIBE, &t.name))
+                .cloned()
+                .collect();
             all.sort_by(|a, b| a.name.cmp(&b.name));
-            topics.extend(all.iter().map(|t| describe(&broker, t, topic_ops)));
+            topics.extend(all.iter().map(|t| describe(&broker, t, ops_of(&t.name))));
         }
         Some(list) => {
             for wanted in list {
                 let topic = match &wanted.name {
-                    Some(name) => by_name(&broker, name.as_str(), allow_create, topic_ops).await,
-                    None => by_id(&broker, wanted.topic_id, topic_ops),
+                    Some(name) if !may(operation::DESCRIBE, name.as_str()) => {
+                        MetadataResponseTopic::default()
+                            .with_name(Some(name.clone()))
+                            .with_error_code(ResponseError::TopicAuthorizationFailed.code())
+                            .with_topic_authorized_operations(topic_ops)
+                    }
+                    Some(name) => {
+                        let name = name.as_str();
+                        let create = allow_create && may(operation::CREATE, name);
+                        let unauthorized_create = allow_create && !create;
+                        by_name(&broker, name, create, unauthorized_create, ops_of(name)).await
+                    }
+                    None => match image.topic_by_id(&wanted.topic_id) {
+                        Some(t) if !may(operation::DESCRIBE, &t.name) => {
+                            unknown_id(wanted.topic_id, topic_ops)
+                        }
+                        Some(t) => describe(&broker, t, ops_of(&t.name)),
+                        None => unknown_id(wanted.topic_id, topic_ops),
+                    },
                 };
                 topics.push(topic);
             }
         }
     }
-    let broker_entry = MetadataResponseBroker::default()
-        .with_node_id(node)
-        .with_host(str_bytes(&broker.advertised_host))
-        .with_port(broker.advertised_port);
+    let image = broker.image();
+    let brokers = image
+        .brokers
+        .values()
+        .filter(|b| !b.fenced)
+        .map(|b| {
+            let (host, port) = b.address_for(&context.listener);
+            MetadataResponseBroker::default()
+                .with_node_id(BrokerId(b.id))
+                .with_host(str_bytes(host))
+                .with_port(port)
+        })
+        .collect();
     MetadataResponse::default()
-        .with_brokers(vec![broker_entry])
-        .with_cluster_id(Some(str_bytes(&broker.image().cluster_id)))
-        .with_controller_id(node)
+        .with_brokers(brokers)
+        .with_cluster_id(Some(str_bytes(&image.cluster_id)))
+        .with_controller_id(BrokerId(broker.controller().leader().unwrap_or(node.0)))
         .with_topics(topics)
         .with_cluster_authorized_operations(
             if request.include_cluster_authorized_operations && (8..=10).contains(&version) {
@@ -85,10 +128,16 @@ pub async fn handle(
         )
 }
 
+/// The highest AclOperation code in [`TOPIC_OPERATIONS`].
+const MAX_OPERATION: i8 = 14;
+
+/// `allow_create`: create the topic if unknown; `unauthorized_create`: it
+/// would have been created but the principal may not create it.
 async fn by_name(
     broker: &Arc<Broker>,
     name: &str,
     allow_create: bool,
+    unauthorized_create: bool,
     ops: i32,
 ) -> MetadataResponseTopic {
     if let Some(record) = broker.image().topic(name).cloned() {
@@ -103,12 +152,21 @@ async fn by_name(
     if let Err(e) = validate_topic_name(name) {
         return error(e.code());
     }
+    if unauthorized_create {
+        return error(ResponseError::TopicAuthorizationFailed.code());
+    }
     if !allow_create {
         return error(ResponseError::UnknownTopicOrPartition.code());
     }
     let partitions = broker.config.num_partitions;
     match broker
-        .create_topic(name.to_owned(), partitions, BTreeMap::new())
+        .create_topic(
+            name.to_owned(),
+            partitions,
+            broker.config.replication_factor(),
+            None,
+            BTreeMap::new(),
+        )
         .await
     {
         Ok(record) => describe(broker, &record, ops),
@@ -122,35 +180,40 @@ async fn by_name(
     }
 }
 
-fn by_id(broker: &Arc<Broker>, id: Uuid, ops: i32) -> MetadataResponseTopic {
-    match broker.image().topic_by_id(&id) {
-        Some(record) => describe(broker, record, ops),
-        None => MetadataResponseTopic::default()
-            .with_topic_id(id)
-            .with_error_code(ResponseError::UnknownTopicId.code())
-            .with_topic_authorized_operations(ops),
-    }
+/// A topic id that is unknown (or not the principal's to see).
+fn unknown_id(id: Uuid, ops: i32) -> MetadataResponseTopic {
+    MetadataResponseTopic::default()
+        .with_topic_id(id)
+        .with_error_code(ResponseError::UnknownTopicId.code())
+        .with_topic_authorized_operations(ops)
 }
 
 fn describe(broker: &Broker, topic: &TopicRecord, ops: i32) -> MetadataResponseTopic {
-    let node = BrokerId(broker.node_id());
-    let partitions = (0..topic.partitions)
-        .map(|index| {
-            let epoch = broker
-                .replicas
-                .logs()
-                .get(topic.id, index)
-                .map(|log| log.offsets().leader_epoch);
+    let image = broker.image();
+    let ids = |list: &[i32]| list.iter().map(|id| BrokerId(*id)).collect::<Vec<_>>();
+    let partitions = image
+        .partitions(&topic.id)
+        .iter()
+        .enumerate()
+        .map(|(index, p)| {
             let entry = MetadataResponsePartition::default()
-                .with_partition_index(index)
-                .with_replica_nodes(vec![node])
-                .with_isr_nodes(vec![node]);
-            match epoch {
-                Some(epoch) => entry.with_leader_id(node).with_leader_epoch(epoch),
-                None => entry
-                    .with_error_code(ResponseError::LeaderNotAvailable.code())
-                    .with_leader_id(BrokerId(-1))
-                    .with_leader_epoch(-1),
+                .with_partition_index(index as i32)
+                .with_replica_nodes(ids(&p.replicas))
+                .with_isr_nodes(ids(&p.isr))
+                .with_leader_epoch(p.leader_epoch)
+                .with_leader_id(BrokerId(p.leader));
+            // Offline replicas: assigned brokers that are fenced.
+            let offline: Vec<i32> = p
+                .replicas
+                .iter()
+                .copied()
+                .filter(|r| image.brokers.get(r).is_none_or(|b| b.fenced))
+                .collect();
+            let entry = entry.with_offline_replicas(ids(&offline));
+            if p.leader < 0 {
+                entry.with_error_code(ResponseError::LeaderNotAvailable.code())
+            } else {
+                entry
             }
         })
         .collect();

@@ -12,10 +12,11 @@ use kafka_protocol::messages::{ApiKey, OffsetCommitRequest, OffsetCommitResponse
 use crate::broker::Broker;
 use crate::coordinator::group_coordinator::OffsetCommit;
 use crate::protocol::{count_error, RequestContext};
+use crate::tenant::acl::operation;
 
 pub async fn handle(
     broker: Arc<Broker>,
-    _context: RequestContext,
+    context: RequestContext,
     request: OffsetCommitRequest,
 ) -> OffsetCommitResponse {
     let image = broker.image();
@@ -24,13 +25,20 @@ pub async fn handle(
     let mut outcomes: Vec<Vec<Result<usize, ResponseError>>> = Vec::new();
     let mut commits = Vec::new();
     let group_id = request.group_id.as_str();
+    // READ on the group, then on each topic, once each.
+    let group_ok = context.may_group(&image, operation::READ, group_id);
     for topic in &request.topics {
         let record = image.topic(topic.name.as_str());
+        let topic_ok = group_ok && context.may_topic(&image, operation::READ, topic.name.as_str());
         let mut row = Vec::new();
         for p in &topic.partitions {
             let metadata = p.committed_metadata.as_deref().unwrap_or("");
             let outcome = if group_id.is_empty() {
                 Err(ResponseError::InvalidGroupId)
+            } else if !group_ok {
+                Err(ResponseError::GroupAuthorizationFailed)
+            } else if !topic_ok {
+                Err(ResponseError::TopicAuthorizationFailed)
             } else if !record.is_some_and(|r| (0..r.partitions).contains(&p.partition_index)) {
                 Err(ResponseError::UnknownTopicOrPartition)
             } else if metadata.len() > max_metadata {

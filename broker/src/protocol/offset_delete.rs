@@ -11,10 +11,11 @@ use kafka_protocol::messages::{ApiKey, OffsetDeleteRequest, OffsetDeleteResponse
 
 use crate::broker::Broker;
 use crate::protocol::{count_error, RequestContext};
+use crate::tenant::acl::operation;
 
 pub async fn handle(
     broker: Arc<Broker>,
-    _context: RequestContext,
+    context: RequestContext,
     request: OffsetDeleteRequest,
 ) -> OffsetDeleteResponse {
     let group_id = request.group_id.as_str();
@@ -24,12 +25,16 @@ pub async fn handle(
     let mut early: Vec<Vec<Option<ResponseError>>> = Vec::new();
     for topic in &request.topics {
         let record = image.topic(topic.name.as_str());
+        let topic_ok = context.may_topic(&image, operation::READ, topic.name.as_str());
         early.push(
             topic
                 .partitions
                 .iter()
                 .map(|p| {
-                    if record.is_some_and(|r| (0..r.partitions).contains(&p.partition_index)) {
+                    if !topic_ok {
+                        Some(ResponseError::TopicAuthorizationFailed)
+                    } else if record.is_some_and(|r| (0..r.partitions).contains(&p.partition_index))
+                    {
                         wanted.push((topic.name.to_string(), p.partition_index));
                         None
                     } else {
@@ -41,6 +46,8 @@ pub async fn handle(
     }
     let outcome = if group_id.is_empty() {
         Err(ResponseError::InvalidGroupId)
+    } else if !context.may_group(&image, operation::DELETE, group_id) {
+        Err(ResponseError::GroupAuthorizationFailed)
     } else {
         broker.groups.delete_offsets(group_id, wanted).await
     };

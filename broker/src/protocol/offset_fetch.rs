@@ -1,6 +1,7 @@
 //! OffsetFetch: committed offsets of one group (v1-7) or several (v8+);
 //! a partition with no commit gets offset -1.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use kafka_protocol::error::ResponseError;
@@ -13,20 +14,53 @@ use kafka_protocol::messages::{ApiKey, OffsetFetchRequest, OffsetFetchResponse, 
 use crate::broker::Broker;
 use crate::coordinator::group::CommittedOffset;
 use crate::protocol::{count_error, str_bytes, topic_name, RequestContext};
+use crate::tenant::acl::operation;
 
 type Rows = Vec<(String, i32, Option<CommittedOffset>)>;
 /// Offsets grouped by topic: (topic, [(partition, committed offset)]).
 type ByTopic = Vec<(String, Vec<(i32, Option<CommittedOffset>)>)>;
 
+/// A group's offsets, if the principal may DESCRIBE the group: of the
+/// topics it may DESCRIBE (the others are left out of a request for all
+/// offsets, and named in the second part when asked for).
 async fn fetch(
     broker: &Broker,
+    context: &RequestContext,
     group_id: &str,
     wanted: Option<Vec<(String, i32)>>,
-) -> Result<Rows, ResponseError> {
+) -> Result<(Rows, HashSet<String>), ResponseError> {
     if group_id.is_empty() {
         return Err(ResponseError::InvalidGroupId);
     }
-    broker.groups.fetch_offsets(group_id, wanted).await
+    let image = broker.image();
+    if !context.may_group(&image, operation::DESCRIBE, group_id) {
+        return Err(ResponseError::GroupAuthorizationFailed);
+    }
+    let mut verdicts: HashMap<String, bool> = HashMap::new();
+    let mut may = |topic: &str| {
+        *verdicts
+            .entry(topic.to_owned())
+            .or_insert_with(|| context.may_topic(&image, operation::DESCRIBE, topic))
+    };
+    match wanted {
+        None => {
+            let mut rows = broker.groups.fetch_offsets(group_id, None).await?;
+            rows.retain(|(topic, _, _)| may(topic));
+            Ok((rows, HashSet::new()))
+        }
+        Some(wanted) => {
+            let (allowed, denied): (Vec<_>, Vec<_>) =
+                wanted.into_iter().partition(|(topic, _)| may(topic));
+            let mut rows = if allowed.is_empty() && !denied.is_empty() {
+                Vec::new()
+            } else {
+                broker.groups.fetch_offsets(group_id, Some(allowed)).await?
+            };
+            let denied_topics = denied.iter().map(|(t, _)| t.clone()).collect();
+            rows.extend(denied.into_iter().map(|(t, p)| (t, p, None)));
+            Ok((rows, denied_topics))
+        }
+    }
 }
 
 /// Groups rows by topic, in first-seen order.
@@ -65,11 +99,20 @@ pub async fn handle(
             });
             let entry = OffsetFetchResponseGroup::default().with_group_id(group.group_id.clone());
             groups.push(
-                match fetch(&broker, group.group_id.as_str(), wanted).await {
-                    Ok(rows) => entry.with_topics(
+                match fetch(&broker, &context, group.group_id.as_str(), wanted).await {
+                    Ok((rows, denied)) => entry.with_topics(
                         by_topic(rows)
                             .into_iter()
                             .map(|(topic, parts)| {
+                                let code = if denied.contains(&topic) {
+                                    count_error(
+                                        ApiKey::OffsetFetch,
+                                        ResponseError::TopicAuthorizationFailed.code(),
+                                    );
+                                    ResponseError::TopicAuthorizationFailed.code()
+                                } else {
+                                    0
+                                };
                                 OffsetFetchResponseTopics::default()
                                     .with_name(topic_name(&topic))
                                     .with_partitions(
@@ -82,6 +125,7 @@ pub async fn handle(
                                                     .with_committed_offset(offset)
                                                     .with_committed_leader_epoch(epoch)
                                                     .with_metadata(Some(str_bytes(&meta)))
+                                                    .with_error_code(code)
                                             })
                                             .collect(),
                                     )
@@ -116,17 +160,26 @@ pub async fn handle(
             entry
         }
     };
-    match fetch(&broker, request.group_id.as_str(), wanted.clone()).await {
-        Ok(rows) => {
+    match fetch(&broker, &context, request.group_id.as_str(), wanted.clone()).await {
+        Ok((rows, denied)) => {
             let topics = by_topic(rows)
                 .into_iter()
                 .map(|(topic, parts)| {
+                    let code = if denied.contains(&topic) {
+                        count_error(
+                            ApiKey::OffsetFetch,
+                            ResponseError::TopicAuthorizationFailed.code(),
+                        );
+                        ResponseError::TopicAuthorizationFailed.code()
+                    } else {
+                        0
+                    };
                     OffsetFetchResponseTopic::default()
                         .with_name(topic_name(&topic))
                         .with_partitions(
                             parts
                                 .iter()
-                                .map(|(p, o)| partition(*p, o.as_ref(), 0))
+                                .map(|(p, o)| partition(*p, o.as_ref(), code))
                                 .collect(),
                         )
                 })

@@ -11,10 +11,11 @@ use kafka_protocol::messages::{ApiKey, OffsetForLeaderEpochRequest, OffsetForLea
 
 use crate::broker::Broker;
 use crate::protocol::{count_error, RequestContext};
+use crate::tenant::acl::operation;
 
 pub async fn handle(
     broker: Arc<Broker>,
-    _context: RequestContext,
+    context: RequestContext,
     request: OffsetForLeaderEpochRequest,
 ) -> OffsetForLeaderEpochResponse {
     let image = broker.image();
@@ -23,6 +24,7 @@ pub async fn handle(
         .iter()
         .map(|topic| {
             let record = image.topic(topic.topic.as_str());
+            let authorized = context.may_topic(&image, operation::DESCRIBE, topic.topic.as_str());
             let partitions = topic
                 .partitions
                 .iter()
@@ -37,6 +39,9 @@ pub async fn handle(
                             .with_leader_epoch(-1)
                             .with_end_offset(-1)
                     };
+                    if !authorized {
+                        return error(ResponseError::TopicAuthorizationFailed);
+                    }
                     let Some(log) = log else {
                         return error(ResponseError::UnknownTopicOrPartition);
                     };

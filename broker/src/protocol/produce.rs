@@ -18,6 +18,8 @@ use crate::protocol::{
     count_error, encode, resolve_topic, str_bytes, Outcome, RequestContext, ResponseFuture,
 };
 use crate::replication::replica_manager::AppendRequest;
+use crate::tenant::acl::operation;
+use crate::tenant::rewrite::{ScopeRequest, ScopeResponse, Substitutions};
 
 /// Where a partition's answer comes from: an early error or an append.
 enum Slot {
@@ -31,17 +33,36 @@ pub fn dispatch(
     mut body: Bytes,
 ) -> Result<ResponseFuture, String> {
     let version = context.api_version;
-    let request = ProduceRequest::decode(&mut body, version).map_err(|e| e.to_string())?;
-    let acks = request.acks;
+    let mut request = ProduceRequest::decode(&mut body, version).map_err(|e| e.to_string())?;
     let image = broker.image();
+    // A tenant's names become internal names here and go back in the
+    // response below (crate::tenant::rewrite); for anyone else `scope` is
+    // None and nothing is cloned or allocated.
+    let scope = context.principal.tenant.clone();
+    let mut subst = Substitutions::default();
+    if let Some(scope) = &scope {
+        request.scope_in(scope, &image, &mut subst);
+    }
+    let acks = request.acks;
     let mut appends = Vec::new();
+    // Per append: the partition and its min.insync.replicas, for acks=all.
+    let mut waits = Vec::new();
     let mut slots: Vec<Vec<(i32, Slot)>> = Vec::with_capacity(request.topic_data.len());
     for topic in &request.topic_data {
         let record = resolve_topic(&image, version >= 13, topic.name.as_str(), &topic.topic_id);
         let topic_config = record.map(|r| TopicConfig::resolve(&r.configs, &image.broker_config));
+        // WRITE on the topic, once per topic of the request.
+        let authorized = match record {
+            Ok(record) => context.may_topic(&image, operation::WRITE, &record.name),
+            Err(_) => {
+                version >= 13 || context.may_topic(&image, operation::WRITE, topic.name.as_str())
+            }
+        };
         let mut topic_slots = Vec::with_capacity(topic.partition_data.len());
         for data in &topic.partition_data {
-            let slot = if !matches!(acks, -1..=1) {
+            let slot = if !authorized {
+                Slot::Failed(Error::api(ResponseError::TopicAuthorizationFailed))
+            } else if !matches!(acks, -1..=1) {
                 Slot::Failed(Error::api(ResponseError::InvalidRequiredAcks))
             } else {
                 match (record, &topic_config) {
@@ -64,7 +85,24 @@ pub fn dispatch(
                                 ResponseError::InvalidRecord,
                                 "produce request without records",
                             )),
+                            (Some(log), _) if !log.is_leader() => {
+                                Slot::Failed(Error::api(ResponseError::NotLeaderOrFollower))
+                            }
+                            (Some(log), Some(_))
+                                if acks == -1
+                                    && (log.isr_len() as i32) < config.min_insync_replicas =>
+                            {
+                                Slot::Failed(Error::api_msg(
+                                    ResponseError::NotEnoughReplicas,
+                                    format!(
+                                        "the ISR has {} replicas, min.insync.replicas is {}",
+                                        log.isr_len(),
+                                        config.min_insync_replicas
+                                    ),
+                                ))
+                            }
                             (Some(log), Some(records)) => {
+                                waits.push((log.clone(), config.min_insync_replicas));
                                 appends.push(AppendRequest {
                                     partition: log,
                                     records: records.clone(),
@@ -82,9 +120,62 @@ pub fn dispatch(
         }
         slots.push(topic_slots);
     }
+    // Kafka counts the produce quota in the request's bytes: here, the
+    // record batches' bytes, whatever becomes of them. Kafka records them
+    // once the append is done, but it handles one request per connection
+    // at a time; here requests are pipelined (librdkafka keeps up to a
+    // million in flight), so they are recorded now, as the request's place
+    // in the log is fixed: the mute then holds back the very next frame.
+    let produced_bytes: usize = request
+        .topic_data
+        .iter()
+        .flat_map(|t| &t.partition_data)
+        .filter_map(|p| p.records.as_ref().map(|r| r.len()))
+        .sum();
+    crate::metrics::TENANT_BYTES_IN_TOTAL
+        .with_label_values(&[crate::tenant::quota::tenant_label(&context.principal)])
+        .inc_by(produced_bytes as u64);
+    let throttle_ms = crate::protocol::record_quota(
+        broker,
+        context,
+        crate::tenant::quota::QuotaKey::ProducerByteRate,
+        produced_bytes as f64,
+    );
     let appended = broker.replicas.append_records(appends);
+    let replicas = broker.replicas.clone();
+    let timeout = std::time::Duration::from_millis(request.timeout_ms.max(0) as u64);
     Ok(Box::pin(async move {
-        let mut results = appended.await.into_iter().map(Some).collect::<Vec<_>>();
+        let mut results = appended.await;
+        if acks == -1 {
+            // acks=all: every in-sync replica must have each batch. The
+            // waits run together; the request timeout bounds them all.
+            let pending = results
+                .iter()
+                .zip(&waits)
+                .map(|(result, (log, min_insync))| {
+                    let replicas = replicas.clone();
+                    let end = result.as_ref().ok().map(|r| r.last_offset + 1);
+                    let log = log.clone();
+                    let min_insync = *min_insync;
+                    async move {
+                        match end {
+                            Some(end) => {
+                                replicas
+                                    .wait_replicated(&log, end, min_insync, timeout)
+                                    .await
+                            }
+                            None => Ok(()),
+                        }
+                    }
+                });
+            let outcomes = futures_util::future::join_all(pending).await;
+            for (result, outcome) in results.iter_mut().zip(outcomes) {
+                if let (Ok(_), Err(e)) = (&*result, outcome) {
+                    *result = Err(e);
+                }
+            }
+        }
+        let mut results = results.into_iter().map(Some).collect::<Vec<_>>();
         let mut any_error = false;
         let responses = request
             .topic_data
@@ -134,9 +225,12 @@ pub fn dispatch(
                 Outcome::NoResponse
             };
         }
-        encode(
-            &ProduceResponse::default().with_responses(responses),
-            version,
-        )
+        let mut response = ProduceResponse::default()
+            .with_responses(responses)
+            .with_throttle_time_ms(throttle_ms.min(i32::MAX as u64) as i32);
+        if let Some(scope) = &scope {
+            response.scope_out(scope, &subst);
+        }
+        encode(&response, version)
     }))
 }

@@ -9,6 +9,7 @@ use kafka_protocol::messages::{ApiKey, SyncGroupRequest, SyncGroupResponse};
 
 use crate::broker::Broker;
 use crate::protocol::{count_error, str_bytes, RequestContext};
+use crate::tenant::acl::operation;
 
 pub async fn handle(
     broker: Arc<Broker>,
@@ -16,8 +17,11 @@ pub async fn handle(
     request: SyncGroupRequest,
 ) -> SyncGroupResponse {
     let group_id = request.group_id.as_str();
+    let authorized = context.may_group(&broker.image(), operation::READ, group_id);
     let result = if group_id.is_empty() {
         Err(ResponseError::InvalidGroupId)
+    } else if !authorized {
+        Err(ResponseError::GroupAuthorizationFailed)
     } else {
         let assignments = request
             .assignments
@@ -38,7 +42,7 @@ pub async fn handle(
             .await
     };
     let response = SyncGroupResponse::default();
-    let response = if context.api_version >= 5 {
+    let response = if context.api_version >= 5 && authorized {
         // v5 echoes the group's protocol so the client can check it.
         let description = broker.groups.protocol_of(group_id);
         response

@@ -41,6 +41,27 @@ pub const SUPPORTED: &[(ApiKey, i16, i16, &str)] = &[
     (ApiKey::DeleteGroups, 0, 2, "delete_groups"),
     (ApiKey::OffsetDelete, 0, 0, "offset_delete"),
     (ApiKey::InitProducerId, 0, 5, "init_producer_id"),
+    // v0 of the handshake sends raw SASL tokens outside Kafka's framing:
+    // every current client uses v1 and SaslAuthenticate.
+    (ApiKey::SaslHandshake, 1, 1, "sasl_handshake"),
+    (ApiKey::SaslAuthenticate, 0, 2, "sasl_authenticate"),
+    (ApiKey::DescribeAcls, 1, 3, "describe_acls"),
+    (ApiKey::CreateAcls, 1, 3, "create_acls"),
+    (ApiKey::DeleteAcls, 1, 3, "delete_acls"),
+    (
+        ApiKey::DescribeUserScramCredentials,
+        0,
+        0,
+        "describe_user_scram_credentials",
+    ),
+    (
+        ApiKey::AlterUserScramCredentials,
+        0,
+        0,
+        "alter_user_scram_credentials",
+    ),
+    (ApiKey::DescribeClientQuotas, 0, 1, "describe_client_quotas"),
+    (ApiKey::AlterClientQuotas, 0, 1, "alter_client_quotas"),
 ];
 
 /// Whether `version` of `api` is implemented.

@@ -59,39 +59,43 @@ fn read_all(rm: &ReplicaManager, specs: &[FetchSpec], max_bytes: usize) -> Vec<F
         .iter()
         .map(|spec| {
             let offsets = spec.log.offsets();
-            let result = check_epoch(spec, offsets.leader_epoch).and_then(|()| {
-                if spec.log.is_deleted() {
-                    return Err(Error::api(ResponseError::UnknownTopicOrPartition));
-                }
-                if spec.fetch_offset < offsets.log_start_offset
-                    || spec.fetch_offset > offsets.log_end_offset
-                {
-                    return Err(Error::api_msg(
-                        ResponseError::OffsetOutOfRange,
-                        format!(
-                            "fetch offset {} is outside [{}, {}]",
-                            spec.fetch_offset, offsets.log_start_offset, offsets.log_end_offset
-                        ),
-                    ));
-                }
-                if spec.fetch_offset >= offsets.high_watermark {
-                    return Ok(Bytes::new());
-                }
-                let limit = spec.partition_max_bytes.min(remaining);
-                let records = reader::read(
-                    db,
-                    &spec.log,
-                    spec.fetch_offset,
-                    limit,
-                    offsets.high_watermark,
-                    first_data,
-                )?;
-                if !records.is_empty() {
-                    first_data = false;
-                    remaining = remaining.saturating_sub(records.len());
-                }
-                Ok(records)
-            });
+            let result = spec
+                .log
+                .check_leader()
+                .and_then(|()| check_epoch(spec, offsets.leader_epoch))
+                .and_then(|()| {
+                    if spec.log.is_deleted() {
+                        return Err(Error::api(ResponseError::UnknownTopicOrPartition));
+                    }
+                    if spec.fetch_offset < offsets.log_start_offset
+                        || spec.fetch_offset > offsets.log_end_offset
+                    {
+                        return Err(Error::api_msg(
+                            ResponseError::OffsetOutOfRange,
+                            format!(
+                                "fetch offset {} is outside [{}, {}]",
+                                spec.fetch_offset, offsets.log_start_offset, offsets.log_end_offset
+                            ),
+                        ));
+                    }
+                    if spec.fetch_offset >= offsets.high_watermark {
+                        return Ok(Bytes::new());
+                    }
+                    let limit = spec.partition_max_bytes.min(remaining);
+                    let records = reader::read(
+                        db,
+                        &spec.log,
+                        spec.fetch_offset,
+                        limit,
+                        offsets.high_watermark,
+                        first_data,
+                    )?;
+                    if !records.is_empty() {
+                        first_data = false;
+                        remaining = remaining.saturating_sub(records.len());
+                    }
+                    Ok(records)
+                });
             FetchData {
                 high_watermark: offsets.high_watermark,
                 log_start_offset: offsets.log_start_offset,
@@ -114,7 +118,7 @@ async fn read_blocking(
 }
 
 /// Waits until one of the watches changes or the deadline passes.
-async fn wait_for_append(watches: &mut [watch::Receiver<i64>], deadline: Instant) {
+pub(crate) async fn wait_for_append(watches: &mut [watch::Receiver<i64>], deadline: Instant) {
     if watches.is_empty() {
         tokio::time::sleep_until(deadline).await;
         return;

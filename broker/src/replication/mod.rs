@@ -1,9 +1,18 @@
 //! The replica manager: appends, fetches, offset lookups and log-start moves
-//! for the partitions this node hosts. On a single node every partition has
-//! one replica, the leader here; the cluster issue adds followers, the ISR
-//! and high-watermark rules behind the same calls.
+//! for the partitions this node hosts, and Kafka's replication protocol
+//! between them.
+//!
+//! - [`partition`]: the ISR and high-watermark rules, pure.
+//! - [`replica_manager`]: the [`ReplicaManager`] and reconciliation with
+//!   the metadata image (become leader, become follower).
+//! - [`fetch`]: the consumers' fetch path (long polls on watches).
+//! - [`leader`]: followers' fetches, ISR maintenance, acks=all waits.
+//! - [`follower`]: the fetchers that pull from leaders.
 
 pub mod fetch;
+pub mod follower;
+pub mod leader;
+pub mod partition;
 pub mod replica_manager;
 
 pub use replica_manager::ReplicaManager;

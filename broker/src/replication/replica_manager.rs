@@ -1,7 +1,7 @@
 //! [`ReplicaManager`]: one call per request, fanned out per partition.
 
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -9,6 +9,9 @@ use kafka_protocol::error::ResponseError;
 use tokio::sync::oneshot;
 use tracing::{debug, warn};
 
+use tokio_util::sync::CancellationToken;
+
+use crate::cluster::controller::Controller;
 use crate::cluster::metadata::MetadataImage;
 use crate::config::BrokerConfig;
 use crate::error::{Error, Result};
@@ -17,6 +20,8 @@ use crate::log::retention::{self, RetentionPolicy};
 use crate::log::topic_config::TopicConfig;
 use crate::log::writer::{AppendJob, AppendResult, TruncateFront};
 use crate::log::{now_ms, reader, LogManager};
+use crate::replication::follower::ReplicaFetchers;
+use crate::replication::partition::Role;
 
 /// ListOffsets special timestamps.
 pub const LATEST_TIMESTAMP: i64 = -1;
@@ -47,6 +52,12 @@ pub struct OffsetAndTimestamp {
 pub struct ReplicaManager {
     pub(crate) logs: Arc<LogManager>,
     pub(crate) config: Arc<BrokerConfig>,
+    pub(crate) node_id: i32,
+    /// Set once the controller is up; ISR changes and leader addresses
+    /// come from it.
+    controller: OnceLock<Arc<Controller>>,
+    pub(crate) fetchers: ReplicaFetchers,
+    pub(crate) shutdown: CancellationToken,
 }
 
 fn storage_gone() -> Error {
@@ -57,22 +68,126 @@ fn storage_gone() -> Error {
 }
 
 impl ReplicaManager {
-    pub fn new(logs: Arc<LogManager>, config: Arc<BrokerConfig>) -> Self {
-        ReplicaManager { logs, config }
+    pub fn new(
+        logs: Arc<LogManager>,
+        config: Arc<BrokerConfig>,
+        shutdown: CancellationToken,
+    ) -> Self {
+        ReplicaManager {
+            node_id: config.node_id,
+            logs,
+            config,
+            controller: OnceLock::new(),
+            fetchers: ReplicaFetchers::default(),
+            shutdown,
+        }
+    }
+
+    /// Connects the controller (once, at startup).
+    pub fn set_controller(&self, controller: Arc<Controller>) {
+        let _ = self.controller.set(controller);
+    }
+
+    pub(crate) fn controller(&self) -> Option<&Arc<Controller>> {
+        self.controller.get()
+    }
+
+    /// A broker's RPC address, from the metadata image.
+    pub(crate) fn broker_rpc_address(&self, id: i32) -> Option<String> {
+        self.controller()?
+            .image()
+            .brokers
+            .get(&id)
+            .map(|b| b.rpc_address.clone())
+    }
+
+    /// Stops the replica fetchers.
+    pub fn stop_fetchers(&self) {
+        self.fetchers.shutdown();
     }
 
     pub fn logs(&self) -> &Arc<LogManager> {
         &self.logs
     }
 
-    /// Hosts every partition in the image (creating empty logs for new
-    /// ones). Blocking.
-    pub fn reconcile(&self, image: &MetadataImage) -> Result<()> {
+    /// Brings the hosted partitions in line with the image: deletes the
+    /// data of topics gone from it, hosts every partition assigned here,
+    /// and makes this node leader or follower of each as the image says
+    /// (starting or stopping replica fetchers). Blocking; returns the
+    /// deletions still being committed.
+    pub fn reconcile(
+        self: &Arc<Self>,
+        image: &MetadataImage,
+    ) -> Result<Vec<oneshot::Receiver<Result<()>>>> {
+        let mut deletions = Vec::new();
+        let mut gone: Vec<uuid::Uuid> = self
+            .logs
+            .all()
+            .iter()
+            .map(|log| log.topic_id)
+            .filter(|id| image.topic_by_id(id).is_none())
+            .collect();
+        gone.sort_unstable();
+        gone.dedup();
+        for topic_id in gone {
+            for log in self.logs.all().iter().filter(|l| l.topic_id == topic_id) {
+                self.fetchers.unfollow(log);
+            }
+            deletions.push(self.logs.delete_topic(topic_id)?);
+        }
+        let mut leaders = 0;
+        let mut under_replicated = 0;
+        let mut offline = 0;
         for topic in image.topics() {
-            self.logs.ensure_partitions(topic)?;
+            for (index, registration) in image.partitions(&topic.id).iter().enumerate() {
+                let index = index as i32;
+                if registration.leader < 0 {
+                    offline += 1;
+                }
+                if registration.leader == self.node_id
+                    && registration.isr.len() < registration.replicas.len()
+                {
+                    under_replicated += 1;
+                }
+                if !registration.replicas.contains(&self.node_id) {
+                    if let Some(log) = self.logs.get(topic.id, index) {
+                        // Reassigned away: stop replicating; the data stays
+                        // until the topic is deleted.
+                        let _ = log.apply_registration(self.node_id, registration);
+                        self.fetchers.unfollow(&log);
+                    }
+                    continue;
+                }
+                let log = self.logs.ensure_partition(topic, index)?;
+                if registration.leader == self.node_id {
+                    leaders += 1;
+                }
+                match log.apply_registration(self.node_id, registration) {
+                    Some(Role::Follower { leader }) => self.fetchers.follow(self, &log, leader),
+                    Some(_) => self.fetchers.unfollow(&log),
+                    None => {}
+                }
+            }
         }
         crate::metrics::TOPICS.set(image.topics().count() as i64);
-        Ok(())
+        let mut per_tenant: std::collections::BTreeMap<&str, i64> =
+            image.tenants().into_iter().map(|t| (t, 0)).collect();
+        for topic in image.topics() {
+            if let Some(count) = crate::tenant::tenant_of_resource(&topic.name)
+                .and_then(|tenant| per_tenant.get_mut(tenant))
+            {
+                *count += 1;
+            }
+        }
+        for (tenant, count) in per_tenant {
+            crate::metrics::TENANT_TOPICS
+                .with_label_values(&[tenant])
+                .set(count);
+        }
+        crate::metrics::LEADER_PARTITIONS.set(leaders);
+        crate::metrics::UNDER_REPLICATED_PARTITIONS.set(under_replicated);
+        crate::metrics::OFFLINE_PARTITIONS.set(offline);
+        Ok(deletions)
     }
 
     /// Queues every partition's batch with the writer now (fixing their

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, warn};
@@ -14,11 +13,39 @@ use tracing::{debug, error, warn};
 use crate::broker::Broker;
 use crate::metrics;
 use crate::server::connection;
+use crate::server::endpoint::SecurityProtocol;
+use tokio_rustls::TlsAcceptor;
+
+/// How a listener's connections are secured.
+#[derive(Clone)]
+pub struct ListenerSecurity {
+    /// The listener's name: answers give the addresses of this listener.
+    pub name: Arc<str>,
+    pub protocol: SecurityProtocol,
+    /// Set for SSL and SASL_SSL.
+    pub tls: Option<TlsAcceptor>,
+}
+
+impl std::fmt::Debug for ListenerSecurity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ListenerSecurity")
+            .field("name", &self.name)
+            .field("protocol", &self.protocol)
+            .finish()
+    }
+}
 
 /// Runs the accept loop until `shutdown` is cancelled, then waits for the
 /// connections to finish (they see the same token).
-pub async fn run(listener: TcpListener, broker: Arc<Broker>, shutdown: CancellationToken) {
-    let limit = Arc::new(Semaphore::new(broker.config.max_connections));
+pub async fn run(
+    listener: TcpListener,
+    security: ListenerSecurity,
+    broker: Arc<Broker>,
+    shutdown: CancellationToken,
+) {
+    let security = Arc::new(security);
+    // One budget for every listener: `max.connections` is broker-wide.
+    let limit = broker.connection_slots.clone();
     let mut connections = JoinSet::new();
     let mut backoff = Duration::from_millis(5);
     loop {
@@ -56,9 +83,10 @@ pub async fn run(listener: TcpListener, broker: Arc<Broker>, shutdown: Cancellat
         }
         let broker = broker.clone();
         let token = shutdown.child_token();
+        let security = security.clone();
         let _ = connections.spawn(async move {
             metrics::CONNECTIONS.inc();
-            connection::serve(stream, peer, broker, token).await;
+            connection::serve(stream, peer, broker, security, token).await;
             metrics::CONNECTIONS.dec();
             drop(permit);
         });

@@ -1,5 +1,6 @@
 //! Helpers for in-process broker tests: a broker on port 0 in a temp dir,
-//! and a minimal Kafka client that speaks the raw protocol.
+//! a minimal Kafka client that speaks the raw protocol, and a [`Session`]
+//! that sends one principal's requests straight to the dispatch.
 #![allow(dead_code, unreachable_pub)]
 
 use std::time::Duration;
@@ -302,5 +303,72 @@ impl Client {
                     .with_fetch_offset(offset)
                     .with_partition_max_bytes(10 * 1024 * 1024)])]);
         self.send(ApiKey::Fetch, 12, &request).await
+    }
+}
+
+/// Requests of one principal straight through the broker's dispatch, as a
+/// connection passes them once it has authenticated.
+pub struct Session {
+    pub broker: std::sync::Arc<metrobus::broker::Broker>,
+    pub principal: std::sync::Arc<metrobus::tenant::Principal>,
+    /// The connection's mute (quota throttling).
+    pub mute: std::sync::Arc<metrobus::protocol::ConnectionMute>,
+}
+
+impl Session {
+    pub fn new(broker: &TestBroker, principal: metrobus::tenant::Principal) -> Self {
+        Session {
+            broker: broker.running.broker.clone(),
+            principal: std::sync::Arc::new(principal),
+            mute: Default::default(),
+        }
+    }
+
+    /// The anonymous principal of a PLAINTEXT listener (may do everything).
+    pub fn operator(broker: &TestBroker) -> Self {
+        Self::new(broker, metrobus::tenant::Principal::anonymous())
+    }
+
+    /// `user@tenant`.
+    pub fn tenant(broker: &TestBroker, user: &str, tenant: &str) -> Self {
+        Self::new(
+            broker,
+            metrobus::tenant::Principal {
+                name: format!("{user}@{tenant}"),
+                tenant: Some(metrobus::tenant::TenantScope::new(tenant).expect("a tenant name")),
+                super_user: false,
+            },
+        )
+    }
+
+    /// Sends `request` and decodes its response; panics on anything else.
+    pub async fn send<Req: Encodable, Resp: Decodable>(
+        &self,
+        api: ApiKey,
+        version: i16,
+        request: &Req,
+    ) -> Resp {
+        let mut body = BytesMut::new();
+        request.encode(&mut body, version).expect("encode request");
+        let context = metrobus::protocol::RequestContext {
+            api_key: api,
+            api_version: version,
+            correlation_id: 1,
+            client_id: "in-process-test".to_owned(),
+            peer: "127.0.0.1:1".parse().expect("an address"),
+            listener: "PLAINTEXT".into(),
+            principal: self.principal.clone(),
+            mute: self.mute.clone(),
+        };
+        let pending = metrobus::protocol::dispatch(&self.broker, &context, body.freeze())
+            .expect("request decodes");
+        match pending.await {
+            metrobus::protocol::Outcome::Respond(mut body) => {
+                let response = Resp::decode(&mut body, version).expect("decode response");
+                assert!(body.is_empty(), "no trailing bytes in {api:?} v{version}");
+                response
+            }
+            other => panic!("{api:?} v{version}: {other:?}"),
+        }
     }
 }

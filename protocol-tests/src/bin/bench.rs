@@ -16,12 +16,15 @@
 //! - `throughput`: the `produce` and `consume` scenarios;
 //! - `group`: consume through a consumer group, and the rebalance time;
 //! - `latency`: the end-to-end `latency` scenario;
+//! - `failover`: kill -9 a partition leader under load, time to the next ack;
 //! - `machine`: the `loopback` and `disk` baselines.
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+#[path = "bench/failover.rs"]
+mod failover;
 #[path = "bench/group.rs"]
 mod group;
 #[path = "bench/kafka.rs"]
@@ -58,6 +61,8 @@ enum Cmd {
     Group(group::GroupArgs),
     /// End-to-end latency at a fixed produce rate, measured by an in-process consumer
     Latency(latency::LatencyArgs),
+    /// Failover time: kill -9 the leader of partition 0 under acks=all load
+    Failover(failover::FailoverArgs),
     /// This machine's loopback TCP throughput (1 MiB writes)
     Loopback(machine::LoopbackArgs),
     /// Sequential write throughput of a directory's disk with an fdatasync per block
@@ -71,6 +76,7 @@ fn main() -> ExitCode {
         Cmd::Consume(args) => throughput::consume(args),
         Cmd::Group(args) => group::group(args),
         Cmd::Latency(args) => latency::latency(args),
+        Cmd::Failover(args) => failover::failover(args),
         Cmd::Loopback(args) => machine::loopback(args),
         Cmd::Disk(args) => machine::disk(args),
     };

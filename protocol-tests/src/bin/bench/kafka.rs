@@ -278,7 +278,9 @@ pub(crate) fn ensure_topic(kafka: &KafkaArgs, topic: &str, partitions: i32) -> R
         .enable_all()
         .build()
         .context("building tokio runtime")?;
-    let new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+    // -1: the broker's default.replication.factor (1 on a single node, 3 in
+    // a cluster), so the same scenario measures both.
+    let new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(-1));
     let options = AdminOptions::new()
         .request_timeout(Some(Duration::from_secs(30)))
         .operation_timeout(Some(Duration::from_secs(30)));

@@ -1,0 +1,332 @@
+//! The internal RPC between nodes, on `controller.listener` (TCP): Raft's
+//! messages, proposals forwarded to the active controller, broker
+//! heartbeats, ISR changes (AlterPartition), controlled shutdown and replica
+//! fetching. Kafka clients never see it, as Kafka keeps its controller and
+//! inter-broker traffic apart from client listeners.
+//!
+//! Framing: a big-endian u32 length, then a bincode body. A connection
+//! carries one call at a time (request, then response); each user owns its
+//! connection, so nothing is locked across a call. A frame over
+//! [`MAX_FRAME`] or one that does not decode closes the connection.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use openraft::error::{InstallSnapshotError, RaftError};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
+use tokio::net::TcpStream;
+use uuid::Uuid;
+
+use crate::cluster::controller::TypeConfig;
+use crate::cluster::records::{BrokerRegistration, ControllerReply, MetadataRecord};
+
+/// The largest frame either side accepts: replica fetches are bounded by
+/// `replica.fetch.response.max.bytes` well below this.
+pub const MAX_FRAME: usize = 256 * 1024 * 1024;
+
+type NodeId = u64;
+
+/// A broker's periodic heartbeat to the active controller.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BrokerHeartbeat {
+    pub registration: BrokerRegistration,
+    /// How far this broker has applied the metadata log.
+    pub applied_index: u64,
+}
+
+/// The controller's answer to a heartbeat.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HeartbeatReply {
+    pub error_code: i16,
+    /// Whether the controller has this broker fenced right now.
+    pub fenced: bool,
+}
+
+/// A partition leader's request to change its ISR (Kafka's AlterPartition).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AlterPartitionRequest {
+    pub broker: i32,
+    pub topic_id: Uuid,
+    pub partition: i32,
+    pub leader_epoch: i32,
+    pub partition_epoch: i32,
+    pub new_isr: Vec<i32>,
+}
+
+/// One partition of a follower's fetch.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReplicaFetchPartition {
+    pub topic_id: Uuid,
+    pub partition: i32,
+    pub fetch_offset: i64,
+    /// The leader epoch the follower believes is current.
+    pub leader_epoch: i32,
+    /// The epoch of the last batch the follower has (-1: none), so the
+    /// leader can tell whether their logs diverged (KIP-595's check).
+    pub last_fetched_epoch: i32,
+}
+
+/// A follower's fetch from a leader (Kafka's Fetch with a replica id).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReplicaFetchRequest {
+    pub replica_id: i32,
+    pub max_wait_ms: u64,
+    pub min_bytes: usize,
+    pub max_bytes: usize,
+    pub partitions: Vec<ReplicaFetchPartition>,
+}
+
+/// One partition of a leader's answer to a follower.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReplicaFetchedPartition {
+    pub topic_id: Uuid,
+    pub partition: i32,
+    pub error_code: i16,
+    pub high_watermark: i64,
+    pub log_start_offset: i64,
+    /// Set when the follower's log diverged: truncate to this end offset of
+    /// this epoch before fetching again.
+    pub diverging_epoch: Option<(i32, i64)>,
+    pub records: Bytes,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub enum RpcRequest {
+    AppendEntries(AppendEntriesRequest<TypeConfig>),
+    Vote(VoteRequest<NodeId>),
+    InstallSnapshot(InstallSnapshotRequest<TypeConfig>),
+    /// A metadata record for the active controller to commit.
+    Propose(MetadataRecord),
+    Heartbeat(BrokerHeartbeat),
+    AlterPartition(AlterPartitionRequest),
+    /// A broker stopping cleanly asks the controller to move its
+    /// leadership away first.
+    ControlledShutdown {
+        broker: i32,
+    },
+    ReplicaFetch(ReplicaFetchRequest),
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub enum RpcResponse {
+    AppendEntries(Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>>),
+    Vote(Result<VoteResponse<NodeId>, RaftError<NodeId>>),
+    InstallSnapshot(
+        Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>,
+    ),
+    /// The reply of the applied record, or NOT_CONTROLLER (41) with the
+    /// leader this node knows of.
+    Propose(ControllerReply),
+    Heartbeat(HeartbeatReply),
+    AlterPartition(ControllerReply),
+    ControlledShutdown(ControllerReply),
+    ReplicaFetch(Vec<ReplicaFetchedPartition>),
+}
+
+/// Why a call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RpcError {
+    #[error("connecting to {0}: {1}")]
+    Connect(String, std::io::Error),
+    #[error("rpc i/o with {0}: {1}")]
+    Io(String, std::io::Error),
+    #[error("rpc to {0} timed out")]
+    Timeout(String),
+    #[error("rpc codec: {0}")]
+    Codec(String),
+    #[error("unexpected rpc response from {0}")]
+    Unexpected(String),
+}
+
+pub(crate) async fn read_frame<R: AsyncReadExt + Unpin>(
+    reader: &mut R,
+) -> std::io::Result<Vec<u8>> {
+    let len = reader.read_u32().await? as usize;
+    if len > MAX_FRAME {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("rpc frame of {len} bytes is over the {MAX_FRAME} limit"),
+        ));
+    }
+    let mut body = vec![0u8; len];
+    let _ = reader.read_exact(&mut body).await?;
+    Ok(body)
+}
+
+pub(crate) async fn write_frame<W: AsyncWriteExt + Unpin>(
+    writer: &mut W,
+    body: &[u8],
+) -> std::io::Result<()> {
+    let len = u32::try_from(body.len())
+        .ok()
+        .filter(|l| (*l as usize) <= MAX_FRAME)
+        .ok_or_else(|| {
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, "rpc frame too large")
+        })?;
+    writer.write_u32(len).await?;
+    writer.write_all(body).await?;
+    writer.flush().await
+}
+
+/// One connection to a peer's RPC listener, opened on first use and again
+/// after any failure. Owned by one caller at a time.
+#[derive(Debug)]
+pub struct RpcConnection {
+    addr: String,
+    stream: Option<(
+        BufReader<tokio::net::tcp::OwnedReadHalf>,
+        BufWriter<tokio::net::tcp::OwnedWriteHalf>,
+    )>,
+}
+
+impl RpcConnection {
+    pub fn new(addr: impl Into<String>) -> Self {
+        RpcConnection {
+            addr: addr.into(),
+            stream: None,
+        }
+    }
+
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// Sends one request and waits for its response, within `timeout`.
+    pub async fn call(
+        &mut self,
+        request: &RpcRequest,
+        timeout: Duration,
+    ) -> Result<RpcResponse, RpcError> {
+        let body = bincode::serialize(request).map_err(|e| RpcError::Codec(e.to_string()))?;
+        let addr = self.addr.clone();
+        let outcome = tokio::time::timeout(timeout, self.exchange(&body)).await;
+        match outcome {
+            Ok(Ok(bytes)) => bincode::deserialize(&bytes).map_err(|e| {
+                self.stream = None;
+                RpcError::Codec(e.to_string())
+            }),
+            Ok(Err(e)) => {
+                self.stream = None;
+                Err(e)
+            }
+            Err(_) => {
+                // A late response would answer the next request: drop the
+                // connection so that can never happen.
+                self.stream = None;
+                Err(RpcError::Timeout(addr))
+            }
+        }
+    }
+
+    async fn exchange(&mut self, body: &[u8]) -> Result<Vec<u8>, RpcError> {
+        if self.stream.is_none() {
+            let stream = TcpStream::connect(&self.addr)
+                .await
+                .map_err(|e| RpcError::Connect(self.addr.clone(), e))?;
+            let _ = stream.set_nodelay(true);
+            let (read, write) = stream.into_split();
+            self.stream = Some((BufReader::new(read), BufWriter::new(write)));
+        }
+        let addr = self.addr.clone();
+        let Some((reader, writer)) = self.stream.as_mut() else {
+            return Err(RpcError::Unexpected(addr));
+        };
+        write_frame(writer, body)
+            .await
+            .map_err(|e| RpcError::Io(addr.clone(), e))?;
+        read_frame(reader).await.map_err(|e| RpcError::Io(addr, e))
+    }
+}
+
+/// Serves the RPC listener until `shutdown`: one task per connection, one
+/// call at a time on each.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    controller: std::sync::Arc<crate::cluster::controller::Controller>,
+    replicas: std::sync::Arc<crate::replication::ReplicaManager>,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, peer) = match accepted {
+            Ok(pair) => pair,
+            Err(e) => {
+                tracing::warn!(error = %e, "rpc accept failed");
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let controller = controller.clone();
+        let replicas = replicas.clone();
+        let shutdown = shutdown.clone();
+        let _ = connections.spawn(async move {
+            tokio::select! {
+                _ = shutdown.cancelled() => {}
+                outcome = serve_connection(stream, &controller, &replicas) => {
+                    if let Err(e) = outcome {
+                        tracing::debug!(%peer, error = %e, "rpc connection closed");
+                    }
+                }
+            }
+        });
+        // Reap finished connections so the set does not grow.
+        while connections.try_join_next().is_some() {}
+    }
+    connections.abort_all();
+    while connections.join_next().await.is_some() {}
+}
+
+async fn serve_connection(
+    stream: TcpStream,
+    controller: &crate::cluster::controller::Controller,
+    replicas: &std::sync::Arc<crate::replication::ReplicaManager>,
+) -> std::io::Result<()> {
+    let (read, write) = stream.into_split();
+    let mut reader = BufReader::new(read);
+    let mut writer = BufWriter::new(write);
+    loop {
+        let body = match read_frame(&mut reader).await {
+            Ok(body) => body,
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let request: RpcRequest = bincode::deserialize(&body)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))?;
+        let response = match request {
+            RpcRequest::AppendEntries(rpc) => {
+                RpcResponse::AppendEntries(controller.raft().append_entries(rpc).await)
+            }
+            RpcRequest::Vote(rpc) => RpcResponse::Vote(controller.raft().vote(rpc).await),
+            RpcRequest::InstallSnapshot(rpc) => {
+                RpcResponse::InstallSnapshot(controller.raft().install_snapshot(rpc).await)
+            }
+            RpcRequest::Propose(record) => {
+                RpcResponse::Propose(controller.propose_local(record).await)
+            }
+            RpcRequest::Heartbeat(heartbeat) => {
+                RpcResponse::Heartbeat(controller.handle_heartbeat(heartbeat).await)
+            }
+            RpcRequest::AlterPartition(request) => {
+                RpcResponse::AlterPartition(controller.handle_alter_partition(request).await)
+            }
+            RpcRequest::ControlledShutdown { broker } => {
+                RpcResponse::ControlledShutdown(controller.handle_controlled_shutdown(broker).await)
+            }
+            RpcRequest::ReplicaFetch(request) => {
+                RpcResponse::ReplicaFetch(replicas.replica_fetch(request).await)
+            }
+        };
+        let bytes = bincode::serialize(&response)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))?;
+        write_frame(&mut writer, &bytes).await?;
+    }
+}
