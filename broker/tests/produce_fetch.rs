@@ -238,3 +238,46 @@ async fn request_memory_budget_applies_backpressure_without_deadlock() {
     );
     broker.running.shutdown().await;
 }
+
+/// A broker dropped without `shutdown` (a test that returns or panics
+/// early) must still close its database once its runtime is gone: a
+/// database left open at process exit makes RocksDB abort the whole test
+/// binary. Proven by opening the same directory again: RocksDB refuses a
+/// second open in one process while the first is alive.
+#[test]
+fn a_dropped_broker_releases_its_database() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let runtime = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime")
+    };
+    let first = runtime();
+    first.block_on(async {
+        let running = metrobus::broker::start(common::test_config(dir.path()))
+            .await
+            .expect("broker starts");
+        let mut client = common::Client::connect(&running.kafka_addr().to_string()).await;
+        client.create_topic("dropped", 1).await;
+        let (code, _) = client
+            .produce(
+                "dropped",
+                0,
+                batch(&["kept"], common::now_ms(), Compression::None),
+                -1,
+            )
+            .await;
+        assert_eq!(code, 0);
+        drop(running);
+    });
+    drop(first);
+
+    let second = runtime();
+    second.block_on(async {
+        let running = metrobus::broker::start(common::test_config(dir.path()))
+            .await
+            .expect("the directory is free again once the first broker is dropped");
+        running.shutdown().await;
+    });
+}

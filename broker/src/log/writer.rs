@@ -113,6 +113,8 @@ enum Command {
         partitions: Vec<Arc<PartitionLog>>,
         expiration_ms: i64,
     },
+    /// Write these partitions' high watermarks as their checkpoints.
+    CheckpointHighWatermarks(Vec<(Arc<PartitionLog>, i64)>),
     Shutdown,
 }
 
@@ -205,6 +207,16 @@ impl LogWriter {
         })
     }
 
+    /// Queues high-watermark checkpoints (partition, high watermark). Not
+    /// fsynced on their own: a checkpoint lost in a crash leaves an older,
+    /// lower one, which is still safe to start from.
+    pub fn checkpoint_high_watermarks(
+        &self,
+        checkpoints: Vec<(Arc<PartitionLog>, i64)>,
+    ) -> Result<()> {
+        self.send(Command::CheckpointHighWatermarks(checkpoints))
+    }
+
     /// Commits everything queued, then stops the thread. Blocking.
     pub fn shutdown(&self) {
         let _ = self.sender.send(Command::Shutdown);
@@ -216,6 +228,18 @@ impl LogWriter {
                 }
             }
         }
+    }
+}
+
+/// A writer dropped without [`LogWriter::shutdown`] (a broker that was never
+/// stopped, as in a test that ends early) still commits what was queued and
+/// joins its threads, so their handles on the database are gone before the
+/// process exits: RocksDB aborts the process ("pthread lock: Invalid
+/// argument") if a database is still open while its static state is torn
+/// down. After an explicit shutdown this finds nothing left to join.
+impl Drop for LogWriter {
+    fn drop(&mut self) {
+        self.shutdown();
     }
 }
 
@@ -594,6 +618,11 @@ fn commit(db: &Db, group: Vec<Command>, syncer: Option<&mpsc::Sender<Committed>>
                     error!(error = %e, "staging producer expiration failed");
                 }
             }
+            Command::CheckpointHighWatermarks(checkpoints) => {
+                if let Err(e) = stage_high_watermarks(db, &mut write, &checkpoints) {
+                    error!(error = %e, "staging high-watermark checkpoints failed");
+                }
+            }
             Command::Shutdown => {}
         }
     }
@@ -786,6 +815,24 @@ fn stage_sizes<'a>(
         let size = partition.lock().size_bytes;
         let key = keys::meta_key(partition.topic_id, partition.partition, MetaKind::SizeBytes);
         write.put_cf(cf, key, size.to_be_bytes());
+    }
+    Ok(())
+}
+
+fn stage_high_watermarks(
+    db: &Db,
+    write: &mut WriteBatch,
+    checkpoints: &[(Arc<PartitionLog>, i64)],
+) -> Result<()> {
+    let cf = db.cf(CF_PARTITION_META)?;
+    // A deleted partition keeps no keys (see stage_sizes).
+    for (partition, high_watermark) in checkpoints.iter().filter(|(p, _)| !p.is_deleted()) {
+        let key = keys::meta_key(
+            partition.topic_id,
+            partition.partition,
+            MetaKind::HighWatermark,
+        );
+        write.put_cf(cf, key, high_watermark.to_be_bytes());
     }
     Ok(())
 }
