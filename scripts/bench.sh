@@ -18,7 +18,9 @@
 #   produce 1 KiB records, acks=all      consume them
 #   end-to-end latency at 5000 records/s, 1 KiB, acks=all
 #   failover: kill -9 the leader of a partition under acks=all load, time
-#   to the first acknowledged record sent after the kill
+#   to the first acknowledged record sent after the kill; twice, each on a
+#   fresh cluster: a leader that is not the active controller ("leader"),
+#   then the active controller itself ("controller")
 # With --security (BENCH_SECURITY=1) it starts one broker (replicated flush
 # policy, so the transport's cost is not hidden behind fsyncs) with
 # PLAINTEXT, SASL_PLAINTEXT and SASL_SSL listeners (a self-signed
@@ -134,9 +136,10 @@ stop_cluster() {
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
-# start_cluster: three nodes on free loopback ports; sets brokers and pids.
+# start_cluster [NAME]: three nodes on free loopback ports, data under
+# $run_dir/NAME (default cluster); sets brokers and pids.
 start_cluster() {
-    local dir=$run_dir/cluster i voters= ready
+    local dir=$run_dir/${1:-cluster} i voters= ready
     local -a kafka http ctl
     mkdir -p "$dir"
     for i in 1 2 3; do
@@ -184,7 +187,15 @@ cluster_scenarios() {
     scenario latency cluster latency -b "$brokers" -t bench-latency --partitions 3 \
         --rate 5000 --size 1024 --seconds "$latency_seconds" --acks all --linger-ms 1
     scenario failover cluster failover -b "$brokers" -t bench-failover --pids "$pids" \
-        --rate 1000 --warmup-seconds 3 --max-seconds 60 --idempotent
+        --rate 1000 --warmup-seconds 3 --max-seconds 60 --idempotent --target leader
+    # The active controller's own node: a Raft election comes first.
+    stop_cluster
+    if start_cluster cluster-controller-kill; then
+        scenario failover cluster failover -b "$brokers" -t bench-failover --pids "$pids" \
+            --rate 1000 --warmup-seconds 3 --max-seconds 60 --idempotent --target controller
+    else
+        failures=$((failures + 1))
+    fi
 }
 
 # start_secure_broker: PLAINTEXT, SASL_PLAINTEXT and SASL_SSL listeners;

@@ -342,6 +342,7 @@ pub async fn start(mut config: BrokerConfig) -> anyhow::Result<RunningBroker> {
         shutdown.clone(),
     ));
     let _ = tasks.spawn(replicas.clone().isr_maintenance_loop());
+    let _ = tasks.spawn(replicas.clone().high_watermark_checkpoint_loop());
 
     // Join: a leader elected, this broker registered and unfenced.
     let mut images = controller.subscribe();
@@ -492,6 +493,10 @@ impl RunningBroker {
             }
         }
         let _ = self.broker.controller().raft().shutdown().await;
+        // Queued ahead of the writer's shutdown, so committed with it.
+        self.broker
+            .replicas
+            .checkpoint_high_watermarks(&mut Default::default());
         let logs = self.broker.replicas.logs().clone();
         let _ = tokio::task::spawn_blocking(move || logs.shutdown()).await;
         info!("broker stopped");

@@ -105,6 +105,11 @@ pub struct BrokerConfig {
     /// `controller.quorum.voters`: `id@host:port,...`, every node of the
     /// cluster. Empty: a single node, its own one-voter controller.
     pub controller_quorum_voters: String,
+    /// `controller.quorum.election.timeout.ms`: how long the voters wait
+    /// without hearing from the active controller before electing another
+    /// (randomised up to twice this, after the old one's lease of twice
+    /// this has run out).
+    pub controller_quorum_election_timeout_ms: u64,
     /// `broker.heartbeat.interval.ms`: how often a broker heartbeats to the
     /// active controller.
     pub broker_heartbeat_interval_ms: u64,
@@ -114,6 +119,10 @@ pub struct BrokerConfig {
     /// `replica.lag.time.max.ms`: a follower that has not caught up for this
     /// long leaves the ISR.
     pub replica_lag_time_max_ms: i64,
+    /// `replica.high.watermark.checkpoint.interval.ms`: how often each
+    /// partition's high watermark is written down (what a restart serves
+    /// from).
+    pub replica_high_watermark_checkpoint_interval_ms: u64,
     /// `replica.fetch.wait.max.ms`: how long a follower's fetch waits for data.
     pub replica_fetch_wait_max_ms: u64,
     /// `replica.fetch.max.bytes`: bytes a follower fetches per partition.
@@ -213,9 +222,11 @@ impl Default for BrokerConfig {
             min_insync_replicas: None,
             controller_listener: "127.0.0.1:9093".to_owned(),
             controller_quorum_voters: String::new(),
+            controller_quorum_election_timeout_ms: 300,
             broker_heartbeat_interval_ms: 500,
-            broker_session_timeout_ms: 3000,
+            broker_session_timeout_ms: 2500,
             replica_lag_time_max_ms: 30_000,
+            replica_high_watermark_checkpoint_interval_ms: 5000,
             replica_fetch_wait_max_ms: 500,
             replica_fetch_max_bytes: 1_048_576,
             replica_fetch_response_max_bytes: 10_485_760,
@@ -274,9 +285,11 @@ pub const SETTING_NAMES: &[&str] = &[
     "min.insync.replicas",
     "controller.listener",
     "controller.quorum.voters",
+    "controller.quorum.election.timeout.ms",
     "broker.heartbeat.interval.ms",
     "broker.session.timeout.ms",
     "replica.lag.time.max.ms",
+    "replica.high.watermark.checkpoint.interval.ms",
     "replica.fetch.wait.max.ms",
     "replica.fetch.max.bytes",
     "replica.fetch.response.max.bytes",
@@ -350,11 +363,17 @@ impl BrokerConfig {
             "min.insync.replicas" => self.min_insync_replicas = Some(parse(name, value)?),
             "controller.listener" => self.controller_listener = value.to_owned(),
             "controller.quorum.voters" => self.controller_quorum_voters = value.to_owned(),
+            "controller.quorum.election.timeout.ms" => {
+                self.controller_quorum_election_timeout_ms = parse(name, value)?
+            }
             "broker.heartbeat.interval.ms" => {
                 self.broker_heartbeat_interval_ms = parse(name, value)?
             }
             "broker.session.timeout.ms" => self.broker_session_timeout_ms = parse(name, value)?,
             "replica.lag.time.max.ms" => self.replica_lag_time_max_ms = parse(name, value)?,
+            "replica.high.watermark.checkpoint.interval.ms" => {
+                self.replica_high_watermark_checkpoint_interval_ms = parse(name, value)?
+            }
             "replica.fetch.wait.max.ms" => self.replica_fetch_wait_max_ms = parse(name, value)?,
             "replica.fetch.max.bytes" => self.replica_fetch_max_bytes = parse(name, value)?,
             "replica.fetch.response.max.bytes" => {
@@ -441,9 +460,15 @@ impl BrokerConfig {
             "min.insync.replicas" => self.min_insync().to_string(),
             "controller.listener" => self.controller_listener.clone(),
             "controller.quorum.voters" => self.controller_quorum_voters.clone(),
+            "controller.quorum.election.timeout.ms" => {
+                self.controller_quorum_election_timeout_ms.to_string()
+            }
             "broker.heartbeat.interval.ms" => self.broker_heartbeat_interval_ms.to_string(),
             "broker.session.timeout.ms" => self.broker_session_timeout_ms.to_string(),
             "replica.lag.time.max.ms" => self.replica_lag_time_max_ms.to_string(),
+            "replica.high.watermark.checkpoint.interval.ms" => self
+                .replica_high_watermark_checkpoint_interval_ms
+                .to_string(),
             "replica.fetch.wait.max.ms" => self.replica_fetch_wait_max_ms.to_string(),
             "replica.fetch.max.bytes" => self.replica_fetch_max_bytes.to_string(),
             "replica.fetch.response.max.bytes" => self.replica_fetch_response_max_bytes.to_string(),
@@ -690,6 +715,14 @@ impl BrokerConfig {
         }
         if self.replica_lag_time_max_ms < 1 || self.replica_fetch_max_bytes == 0 {
             bail!("`replica.lag.time.max.ms` and `replica.fetch.max.bytes` must be positive");
+        }
+        // Raft heartbeats go out every 100 ms; an election timeout that
+        // short would elect on every scheduling hiccup.
+        if self.controller_quorum_election_timeout_ms < 200 {
+            bail!("`controller.quorum.election.timeout.ms` must be at least 200");
+        }
+        if self.replica_high_watermark_checkpoint_interval_ms == 0 {
+            bail!("`replica.high.watermark.checkpoint.interval.ms` must be positive");
         }
         if self.message_max_bytes < 64 {
             bail!("`message.max.bytes` must be at least 64");

@@ -55,8 +55,8 @@ use tempfile::TempDir;
 
 use crate::{metrobus_bin, unique_name, SHUTDOWN_TIMEOUT};
 pub use metadata::{
-    create_topic_with_replication, node_partitions, partition_leader, topic_partitions,
-    PartitionState,
+    create_topic_with_replication, node_partitions, node_view, partition_leader, topic_partitions,
+    NodeView, PartitionState,
 };
 use node::{join_addrs, pick_ports, probe_ready, signal, Node};
 
@@ -585,6 +585,34 @@ impl ClusterProcess {
             .context("creating a metadata client")?;
         partition_leader(&client, topic, partition, METADATA_TIMEOUT)?
             .ok_or_else(|| anyhow!("{topic}/{partition} has no leader"))
+    }
+
+    /// The active controller, once every live node names the same one in
+    /// its own Metadata answer for `topic` (at most `timeout`).
+    pub fn controller(&mut self, topic: &str, timeout: Duration) -> Result<i32> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            self.check_alive()?;
+            let mut named = Vec::new();
+            for node in self
+                .nodes
+                .iter()
+                .filter(|n| n.state() == NodeState::Running)
+            {
+                let view = node_view(node.kafka, topic, METADATA_TIMEOUT)
+                    .with_context(|| format!("node {}", node.node_id));
+                named.push(view.ok().and_then(|v| v.controller));
+            }
+            if let Some(Some(first)) = named.first() {
+                if named.iter().all(|c| *c == Some(*first)) {
+                    return Ok(*first);
+                }
+            }
+            if Instant::now() >= deadline {
+                bail!("the live nodes do not agree on a controller within {timeout:?}: {named:?}");
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
     }
 
     /// Polls every live node's own metadata for `topic` until `cond` holds

@@ -276,6 +276,60 @@ fn leader_kill9_loses_no_acknowledged_record() {
     cluster.assert_alive();
 }
 
+/// The active controller's node dies while it leads a partition under
+/// load: the voters left elect a new controller, which fences the dead node
+/// and moves its partitions, with no acknowledged record lost.
+#[test]
+fn controller_kill9_fails_over() {
+    let _turn = one_cluster_at_a_time();
+    let mut cluster = start_cluster(ClusterOptions::new());
+    let topic = create_topic(&mut cluster, "ctlkill");
+    let reader = start_reader(&cluster, &topic, "ctlkill-group");
+    let (load, ledger) = start_load(&cluster, LoadOptions::new(&topic, 20_000).rate(2_000));
+    ok(
+        ledger.wait_for_acks(4_000, FIRST_ACKS_TIMEOUT),
+        "the first acknowledgements",
+    );
+
+    let controller = ok(
+        cluster.controller(&topic, METADATA_SETTLE_TIMEOUT),
+        "finding the active controller",
+    );
+    // Leaders are balanced over the three nodes, so the controller leads one.
+    let view = ok(
+        cluster.wait_for_full_isr(&topic, METADATA_SETTLE_TIMEOUT),
+        "every partition in sync",
+    );
+    let partition = view
+        .iter()
+        .find(|p| p.leader == Some(controller))
+        .map(|p| p.partition)
+        .unwrap_or_else(|| panic!("the controller {controller} leads no partition: {view:?}"));
+    let killed_at = Instant::now();
+    cluster.kill9(controller);
+
+    let first = first_ack_since(&ledger, partition, killed_at, "after the controller's kill");
+    println!(
+        "killed_controller={controller} partition={partition} failover_ms={}",
+        millis(first.acked_at - killed_at)
+    );
+    let new_controller = ok(
+        cluster.controller(&topic, METADATA_SETTLE_TIMEOUT),
+        "the surviving nodes agreeing on a new controller",
+    );
+    assert_ne!(new_controller, controller);
+    for p in 0..PARTITIONS {
+        let _ = first_ack_since(&ledger, p, killed_at, "after the controller's kill");
+    }
+
+    let summary = finish_load(load, &ledger);
+    let acks = ledger.acks();
+    check_no_acknowledged_loss(&cluster, &topic, &acks);
+    check_group(reader, &acks);
+    println!("new_controller={new_controller} {summary}");
+    cluster.assert_alive();
+}
+
 #[test]
 fn paused_leader_is_fenced_and_rejoins() {
     let _turn = one_cluster_at_a_time();

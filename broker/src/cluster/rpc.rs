@@ -303,6 +303,9 @@ async fn serve_connection(
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))?;
         let response = match request {
             RpcRequest::AppendEntries(rpc) => {
+                if let Some(leader) = rpc.vote.leader_id().voted_for() {
+                    controller.note_leader_contact(leader as i32);
+                }
                 RpcResponse::AppendEntries(controller.raft().append_entries(rpc).await)
             }
             RpcRequest::Vote(rpc) => RpcResponse::Vote(controller.raft().vote(rpc).await),

@@ -48,6 +48,11 @@ pub enum MetaKind {
     /// keyed further by producer id (i64): that idempotent producer's epoch
     /// and last batches, written in the same `WriteBatch` as its data.
     ProducerState = 4,
+    /// i64: the high watermark as last checkpointed
+    /// (`replica.high.watermark.checkpoint.interval.ms`), at most the true
+    /// one. A restarted replica serves from it instead of its log end, which
+    /// may hold records the other replicas never got.
+    HighWatermark = 5,
 }
 
 /// `topic_id | partition`.

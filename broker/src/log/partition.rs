@@ -120,6 +120,17 @@ pub(crate) struct LoadedState {
     pub(crate) size_bytes: i64,
     pub(crate) epoch_starts: BTreeMap<i32, i64>,
     pub(crate) producers: ProducerStateTable,
+    /// The last high-watermark checkpoint, if any was written.
+    pub(crate) high_watermark_checkpoint: Option<i64>,
+}
+
+/// The high watermark a replica starts from: its checkpoint, within the
+/// log's bounds; with none (a crash before the first one), the log start.
+fn initial_high_watermark(loaded: &LoadedState) -> i64 {
+    loaded
+        .high_watermark_checkpoint
+        .unwrap_or(loaded.log_start_offset)
+        .clamp(loaded.log_start_offset, loaded.log_end_offset)
 }
 
 impl PartitionLog {
@@ -138,7 +149,7 @@ impl PartitionLog {
         metrics.log_start_offset.set(loaded.log_start_offset);
         metrics.producer_ids.set(loaded.producers.len() as i64);
         let leader_epoch = loaded.epoch_starts.keys().next_back().copied().unwrap_or(0);
-        let (hw_tx, _) = watch::channel(loaded.log_end_offset);
+        let (hw_tx, _) = watch::channel(initial_high_watermark(&loaded));
         let (leo_tx, _) = watch::channel(loaded.log_end_offset);
         PartitionLog {
             topic_id,
@@ -147,8 +158,12 @@ impl PartitionLog {
             state: Mutex::new(PartitionState {
                 log_start_offset: loaded.log_start_offset,
                 log_end_offset: loaded.log_end_offset,
-                // A single node's log is fully committed once durable.
-                high_watermark: loaded.log_end_offset,
+                // Consumers read only below the high watermark, so a
+                // restarted replica starts from its checkpoint, never its
+                // log end: records past the checkpoint may exist on this
+                // node alone. Leadership moves it up as the ISR catches up
+                // (at once where the ISR is this node alone).
+                high_watermark: initial_high_watermark(&loaded),
                 next_offset: loaded.log_end_offset,
                 size_bytes: loaded.size_bytes,
                 leader_epoch,

@@ -256,6 +256,7 @@ pub(crate) fn load(db: &Db, topic_id: uuid::Uuid, partition: i32) -> Result<Load
         size_bytes,
         epoch_starts,
         producers: load_producers(db, topic_id, partition)?,
+        high_watermark_checkpoint: meta_i64(db, topic_id, partition, MetaKind::HighWatermark)?,
     })
 }
 

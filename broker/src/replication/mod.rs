@@ -3,12 +3,14 @@
 //! between them.
 //!
 //! - [`partition`]: the ISR and high-watermark rules, pure.
+//! - [`checkpoint`]: high-watermark checkpoints, what a restart serves from.
 //! - [`replica_manager`]: the [`ReplicaManager`] and reconciliation with
 //!   the metadata image (become leader, become follower).
 //! - [`fetch`]: the consumers' fetch path (long polls on watches).
 //! - [`leader`]: followers' fetches, ISR maintenance, acks=all waits.
 //! - [`follower`]: the fetchers that pull from leaders.
 
+pub mod checkpoint;
 pub mod fetch;
 pub mod follower;
 pub mod leader;

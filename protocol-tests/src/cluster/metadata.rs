@@ -139,6 +139,20 @@ pub fn node_partitions(
     topic: &str,
     timeout: Duration,
 ) -> Result<Vec<PartitionState>> {
+    node_view(kafka_addr, topic, timeout).map(|view| view.partitions)
+}
+
+/// One node's answer to Metadata v7 for one topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeView {
+    /// The active controller as that node knows it (`controller_id`).
+    pub controller: Option<i32>,
+    /// The topic's partitions, sorted by partition.
+    pub partitions: Vec<PartitionState>,
+}
+
+/// Like [`node_partitions`], with the node's `controller_id` too.
+pub fn node_view(kafka_addr: SocketAddr, topic: &str, timeout: Duration) -> Result<NodeView> {
     const CORRELATION_ID: i32 = 7;
     let mut request = wire::header_v1(wire::api::METADATA, 7, CORRELATION_ID);
     request
@@ -154,12 +168,8 @@ pub fn node_partitions(
 }
 
 /// Parses a Metadata v7 response (header v0, starting at the correlation
-/// id) and returns the partitions of `topic`.
-fn parse_metadata_v7(
-    response: &[u8],
-    correlation_id: i32,
-    topic: &str,
-) -> Result<Vec<PartitionState>> {
+/// id) and returns the controller and the partitions of `topic`.
+fn parse_metadata_v7(response: &[u8], correlation_id: i32, topic: &str) -> Result<NodeView> {
     let mut r = Reader::new(response);
     let got = r.i32()?;
     if got != correlation_id {
@@ -173,7 +183,7 @@ fn parse_metadata_v7(
         let _rack = r.string()?;
     }
     let _cluster_id = r.string()?;
-    let _controller_id = r.i32()?;
+    let controller_id = r.i32()?;
     let mut result = None;
     for _ in 0..array_len(&mut r)? {
         let topic_error = r.i16()?;
@@ -206,7 +216,11 @@ fn parse_metadata_v7(
     if r.remaining() != 0 {
         bail!("{} trailing bytes", r.remaining());
     }
-    result.ok_or_else(|| anyhow!("topic {topic} not in the response"))
+    let partitions = result.ok_or_else(|| anyhow!("topic {topic} not in the response"))?;
+    Ok(NodeView {
+        controller: (controller_id >= 0).then_some(controller_id),
+        partitions,
+    })
 }
 
 /// An array length; null (-1) counts as empty.
@@ -307,7 +321,9 @@ mod tests {
                 .i32(2)
                 .i32(0);
         }
-        let parts = parse_metadata_v7(&b.0, 7, "t").unwrap();
+        let view = parse_metadata_v7(&b.0, 7, "t").unwrap();
+        assert_eq!(view.controller, Some(1));
+        let parts = view.partitions;
         assert_eq!(parts.len(), 2);
         assert_eq!(parts[0].partition, 0);
         assert_eq!(parts[0].leader, None);

@@ -2,6 +2,8 @@
 //! event) to the records that carry them out. Nothing here does I/O, so
 //! every rule is unit-tested below.
 
+use std::time::Duration;
+
 use kafka_protocol::error::ResponseError;
 
 use crate::cluster::metadata::MetadataImage;
@@ -205,6 +207,42 @@ pub fn reassign_away(image: &MetadataImage, gone: i32) -> Vec<PartitionChange> {
 /// against the current registration: the proposer must be the leader of
 /// the current epochs, and the new ISR must be replicas, include the
 /// leader, and only add live brokers.
+/// What the active controller knows of one unfenced broker's liveness.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Silence {
+    /// Since its last heartbeat to this controller (none yet: `None`).
+    pub since_heartbeat: Option<Duration>,
+    /// Since this node last heard from it as the Raft leader, when it was
+    /// the controller before this one (`None` otherwise).
+    pub since_led: Option<Duration>,
+    /// Since this node became the active controller.
+    pub since_active: Duration,
+}
+
+/// Whether to fence a broker (`broker.session.timeout.ms`, `session`).
+/// One heard from since this controller took over is silent once its last
+/// heartbeat is older than the session. One not heard from yet gets
+/// `grace` to find the new controller, except the previous controller:
+/// its silence began when it stopped leading Raft, so it is fenced a
+/// session after that, like any broker, once live brokers have had
+/// `min_grace` to show up (it may be alive, cut off from us earlier).
+pub fn is_silent(
+    silence: Silence,
+    session: Duration,
+    grace: Duration,
+    min_grace: Duration,
+) -> bool {
+    match silence.since_heartbeat {
+        Some(since) => since > session,
+        None => {
+            silence.since_active > grace
+                || silence
+                    .since_led
+                    .is_some_and(|led| led > session && silence.since_active > min_grace)
+        }
+    }
+}
+
 pub fn check_alter_isr(
     current: &PartitionRegistration,
     leader: i32,
@@ -242,6 +280,38 @@ mod tests {
     use uuid::Uuid;
 
     use super::*;
+
+    #[test]
+    fn silence_counts_from_the_last_heartbeat_or_the_takeover() {
+        let ms = Duration::from_millis;
+        let (session, grace, min_grace) = (ms(3000), ms(2000), ms(1000));
+        let check = |heartbeat: Option<u64>, led: Option<u64>, active: u64| {
+            is_silent(
+                Silence {
+                    since_heartbeat: heartbeat.map(ms),
+                    since_led: led.map(ms),
+                    since_active: ms(active),
+                },
+                session,
+                grace,
+                min_grace,
+            )
+        };
+        // Heard from: the session decides, however long ago the takeover.
+        assert!(!check(Some(2999), None, 60_000));
+        assert!(check(Some(3001), None, 10));
+        // Not heard from yet: the grace after the takeover.
+        assert!(!check(None, None, 1999));
+        assert!(check(None, None, 2001));
+        // The old controller: a session after it stopped leading...
+        assert!(!check(None, Some(2900), 1500));
+        assert!(check(None, Some(3100), 1500));
+        // ...but never before live brokers had their minimum grace.
+        assert!(!check(None, Some(10_000), 900));
+        assert!(check(None, Some(10_000), 1100));
+        // A heartbeat since the takeover overrides the old silence.
+        assert!(!check(Some(100), Some(10_000), 5000));
+    }
     use crate::cluster::records::{BrokerRegistration, MetadataRecord};
     use crate::cluster::topic_record::TopicRecord;
     use crate::config::BrokerConfig;

@@ -88,6 +88,9 @@ struct Liveness {
     /// Since when each fenced broker has been seen fenced by this
     /// controller, for self-healing reassignment.
     fenced_since: HashMap<i32, Instant>,
+    /// The Raft leader this node last heard from (AppendEntries) and when:
+    /// once this node takes over, when the old controller went silent.
+    leader_contact: Option<(i32, Instant)>,
 }
 
 /// This node's handle on the metadata controller.
@@ -125,11 +128,16 @@ impl Controller {
         })
         .await??;
         let single = voters.len() == 1;
+        // openraft waits out the old leader's lease (election_timeout_max)
+        // before a random election timeout between min and max starts: a
+        // new controller about 3 to 4 times `controller.quorum.election.
+        // timeout.ms` after the old one went silent.
+        let election = config.controller_quorum_election_timeout_ms;
         let raft_config = RaftConfig {
             cluster_name: "metrobus".to_owned(),
             heartbeat_interval: 100,
-            election_timeout_min: if single { 150 } else { 600 },
-            election_timeout_max: if single { 300 } else { 1200 },
+            election_timeout_min: if single { 150 } else { election },
+            election_timeout_max: if single { 300 } else { election * 2 },
             snapshot_policy: SnapshotPolicy::LogsSinceLast(5000),
             max_in_snapshot_log_to_keep: 1000,
             ..RaftConfig::default()
@@ -310,6 +318,17 @@ impl Controller {
                 .brokers
                 .get(&self.node_id)
                 .is_some_and(|b| b.incarnation == incarnation && !b.fenced && !b.shutting_down)
+    }
+
+    /// Notes an AppendEntries from the Raft leader `leader` (heartbeats
+    /// included), whose silence a successor measures from the last one.
+    pub fn note_leader_contact(&self, leader: i32) {
+        if leader != self.node_id {
+            self.liveness
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .leader_contact = Some((leader, Instant::now()));
+        }
     }
 
     /// The active controller's side of a heartbeat: note the time; register
@@ -635,17 +654,30 @@ impl Controller {
             let since = *liveness.active_since.get_or_insert(now);
             // A new active controller has heard nobody yet: live brokers
             // find it within a heartbeat or two, so it waits four heartbeat
-            // intervals (at most a session) before fencing anyone. That
+            // intervals (at most a session) before fencing anyone, and the
+            // old controller a session after its last Raft message. That
             // keeps a failover that also lost the controller short.
-            let grace =
-                session.min(Duration::from_millis(self.config.broker_heartbeat_interval_ms) * 4);
+            let heartbeat = Duration::from_millis(self.config.broker_heartbeat_interval_ms);
+            let grace = session.min(heartbeat * 4);
+            let min_grace = session.min(heartbeat * 2);
             let silent: Vec<i32> = image
                 .brokers
                 .values()
                 .filter(|b| !b.fenced)
-                .filter(|b| match liveness.last_heartbeat.get(&b.id) {
-                    Some((at, _)) if *at >= since => now.duration_since(*at) > session,
-                    _ => now.duration_since(since) > grace,
+                .filter(|b| {
+                    let silence = decisions::Silence {
+                        since_heartbeat: liveness
+                            .last_heartbeat
+                            .get(&b.id)
+                            .filter(|(at, _)| *at >= since)
+                            .map(|(at, _)| now.duration_since(*at)),
+                        since_led: liveness
+                            .leader_contact
+                            .filter(|(leader, _)| *leader == b.id)
+                            .map(|(_, at)| now.duration_since(at)),
+                        since_active: now.duration_since(since),
+                    };
+                    decisions::is_silent(silence, session, grace, min_grace)
                 })
                 .map(|b| b.id)
                 .collect();

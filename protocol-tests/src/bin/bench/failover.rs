@@ -1,8 +1,13 @@
-//! The `failover` scenario: produce at a fixed rate with acks=all to a
-//! single-partition topic on a cluster, `kill -9` the partition's leader,
-//! and report the time from the kill to the first acknowledged record that
-//! was sent after it (the window in which the partition took no writes).
+//! The `failover` scenario: produce at a fixed rate with acks=all to one
+//! partition of a 3-partition topic on a cluster, `kill -9` that
+//! partition's leader, and report the time from the kill to the first
+//! acknowledged record that was sent after it (the window in which the
+//! partition took no writes). `--target` picks the partition: one led by a
+//! node that is not the active controller, or the one the controller itself
+//! leads (then the controller must be re-elected too before anyone can
+//! move the partition).
 
+use std::net::ToSocketAddrs;
 use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -13,6 +18,8 @@ use clap::Args;
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer as _, ProducerContext};
 use rdkafka::ClientContext;
+
+use protocol_tests::cluster::metadata::{node_view, NodeView};
 
 use crate::kafka::{ensure_topic, KafkaArgs};
 use crate::report::JsonLine;
@@ -37,7 +44,21 @@ pub(crate) struct FailoverArgs {
     max_seconds: u64,
     #[arg(long)]
     idempotent: bool,
+    /// Whose partition to kill the leader of: `leader` (a node that is not
+    /// the active controller) or `controller` (the active controller)
+    #[arg(long, default_value = "leader")]
+    target: Target,
 }
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Target {
+    Leader,
+    Controller,
+}
+
+/// Partitions of the scenario's topic: with leaders balanced over three
+/// nodes, one is led by the active controller and the others are not.
+const PARTITIONS: i32 = 3;
 
 /// Nanoseconds since the run's start of the kill (u64::MAX before it) and
 /// of the first acknowledged record sent after it.
@@ -88,18 +109,38 @@ fn parse_pids(text: &str) -> Result<Vec<(i32, u32)>> {
         .collect()
 }
 
-fn leader_of(producer: &BaseProducer<Ctx>, topic: &str) -> Result<i32> {
-    let metadata = producer
-        .client()
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .context("metadata")?;
-    metadata
-        .topics()
-        .first()
-        .and_then(|t| t.partitions().iter().find(|p| p.id() == 0))
-        .map(|p| p.leader())
-        .filter(|l| *l >= 0)
-        .ok_or_else(|| anyhow!("partition 0 of {topic} has no leader"))
+/// The partition to fail over and its leader, as the first bootstrap
+/// broker sees them: one whose leader is (or is not, per `target`) the
+/// active controller. Waits up to 30 s for every partition to have a leader.
+fn pick_partition(brokers: &str, topic: &str, target: Target) -> Result<(i32, i32)> {
+    let first = brokers.split(',').next().unwrap_or_default().trim();
+    let addr = first
+        .to_socket_addrs()
+        .with_context(|| format!("resolving {first}"))?
+        .next()
+        .ok_or_else(|| anyhow!("{first} resolves to nothing"))?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let view = node_view(addr, topic, Duration::from_secs(10));
+        if let Ok(NodeView {
+            controller: Some(controller),
+            partitions,
+        }) = &view
+        {
+            let found = partitions.iter().find_map(|p| {
+                let leader = p.leader?;
+                ((leader == *controller) == (target == Target::Controller))
+                    .then_some((p.partition, leader))
+            });
+            if let Some(found) = found {
+                return Ok(found);
+            }
+        }
+        if Instant::now() >= deadline {
+            bail!("no partition of {topic} is led as --target {target:?} asks: {view:?}");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 pub(crate) fn failover(args: &FailoverArgs) -> Result<bool> {
@@ -107,7 +148,8 @@ pub(crate) fn failover(args: &FailoverArgs) -> Result<bool> {
         bail!("--rate must be positive");
     }
     let pids = parse_pids(&args.pids)?;
-    let _ = ensure_topic(&args.kafka, &args.topic, 1)?;
+    let _ = ensure_topic(&args.kafka, &args.topic, PARTITIONS)?;
+    let (partition, leader) = pick_partition(&args.kafka.brokers, &args.topic, args.target)?;
     let clock = Arc::new(Clock {
         base: Some(Instant::now()),
         kill_ns: AtomicU64::new(u64::MAX),
@@ -141,7 +183,6 @@ pub(crate) fn failover(args: &FailoverArgs) -> Result<bool> {
         let now = Instant::now();
         if killed.is_none() && now.duration_since(base) >= Duration::from_secs(args.warmup_seconds)
         {
-            let leader = leader_of(&producer, &args.topic)?;
             let pid = pids
                 .iter()
                 .find(|(id, _)| *id == leader)
@@ -157,7 +198,10 @@ pub(crate) fn failover(args: &FailoverArgs) -> Result<bool> {
             clock
                 .kill_ns
                 .store(base.elapsed().as_nanos() as u64, Ordering::Release);
-            eprintln!("bench failover: killed node {leader} (pid {pid})");
+            eprintln!(
+                "bench failover: killed node {leader} (pid {pid}), leader of partition {partition} ({:?})",
+                args.target
+            );
             killed = Some((leader, Instant::now()));
         }
         if let Some((_, at)) = killed {
@@ -169,7 +213,7 @@ pub(crate) fn failover(args: &FailoverArgs) -> Result<bool> {
         if now >= next {
             let sent_ns = Box::new(base.elapsed().as_nanos() as u64);
             let record = BaseRecord::with_opaque_to(&args.topic, sent_ns)
-                .partition(0)
+                .partition(partition)
                 .payload(&payload[..]);
             if producer.send::<(), [u8]>(record).is_ok() {
                 sent += 1;
@@ -188,6 +232,15 @@ pub(crate) fn failover(args: &FailoverArgs) -> Result<bool> {
         .int("failed", clock.failed.load(Ordering::Relaxed))
         .int("rate", args.rate)
         .int("killed_node", killed.map(|(id, _)| id).unwrap_or(-1))
+        .str(
+            "target",
+            if args.target == Target::Controller {
+                "controller"
+            } else {
+                "leader"
+            },
+        )
+        .int("partition", partition)
         .bool("idempotent", args.idempotent)
         .bool("complete", failover_ms.is_some());
     if let Some(ms) = failover_ms {
