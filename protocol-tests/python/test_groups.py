@@ -11,9 +11,6 @@ need those settings).
 Run: $HOME/.cache/metrobus-venv/bin/python -m pytest protocol-tests/python/test_groups.py -q
 """
 
-import os
-import signal
-import subprocess
 import time
 import uuid
 
@@ -27,9 +24,8 @@ from kafka import errors as kerrors
 from kafka.admin import MemberToRemove
 from kafka.structs import OffsetAndMetadata
 
-from test_kafka_python import _find_binary, _log_tail
+from conftest import running_broker
 
-STARTUP_TIMEOUT_S = 60
 OP_TIMEOUT_S = 30
 GROUP_TIMEOUT_S = 60
 SESSION_TIMEOUT_MS = 6000
@@ -39,68 +35,10 @@ GROUP_ENV = {
 }
 
 
-class Broker:
-    def __init__(self, bootstrap, proc, log_path):
-        self.bootstrap = bootstrap
-        self.proc = proc
-        self.log_path = log_path
-
-    def assert_alive(self):
-        if self.proc.poll() is not None:
-            pytest.fail(f"broker exited with {self.proc.returncode}\n{_log_tail(self.log_path)}")
-
-
 @pytest.fixture(scope="module")
 def broker(tmp_path_factory):
-    binary = _find_binary()
-    d = tmp_path_factory.mktemp("metrobus-groups")
-    announce = d / "announce"
-    log_path = d / "broker.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("METROBUS_")}
-    env.update(GROUP_ENV)
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [
-                binary, "serve",
-                "--listeners", "127.0.0.1:0",
-                "--http-listener", "127.0.0.1:0",
-                "--data-dir", str(d / "data"),
-                "--announce-file", str(announce),
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
-    try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while not announce.exists():
-            if proc.poll() is not None:
-                pytest.fail(f"metrobus exited during startup\n{_log_tail(log_path)}")
-            if time.monotonic() > deadline:
-                pytest.fail(f"no announce file within {STARTUP_TIMEOUT_S}s\n{_log_tail(log_path)}")
-            time.sleep(0.01)
-        kafka = None
-        # The file is written whole; retry if it is read mid-write.
-        while kafka is None:
-            for line in announce.read_text().splitlines():
-                if line.startswith("kafka="):
-                    kafka = line[len("kafka="):].strip()
-            if kafka is None:
-                time.sleep(0.01)
-        b = Broker(kafka, proc, log_path)
+    with running_broker(tmp_path_factory, "metrobus-groups", env=GROUP_ENV) as b:
         yield b
-        if proc.poll() is not None:
-            pytest.fail(f"broker exited during the tests\n{_log_tail(log_path)}")
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        print(f"----- broker log {log_path} -----\n{_log_tail(log_path)}")
 
 
 def _name(prefix):

@@ -9,9 +9,6 @@ Run: $HOME/.cache/metrobus-venv/bin/python -m pytest protocol-tests/python -v
 """
 
 import os
-import pathlib
-import signal
-import subprocess
 import time
 import uuid
 
@@ -19,52 +16,9 @@ import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka import errors as kerrors
 
-STARTUP_TIMEOUT_S = 60
+from conftest import Broker, running_broker
+
 OP_TIMEOUT_S = 30
-
-
-def _find_binary():
-    explicit = os.environ.get("METROBUS_BIN")
-    if explicit:
-        if not os.path.isfile(explicit):
-            pytest.fail(f"METROBUS_BIN={explicit} does not exist")
-        return explicit
-    candidates = []
-    target = os.environ.get("CARGO_TARGET_DIR")
-    if target:
-        candidates.append(pathlib.Path(target) / "release" / "metrobus")
-    candidates.append(pathlib.Path.home() / ".cache" / "metrobus-target" / "release" / "metrobus")
-    repo = pathlib.Path(__file__).resolve().parents[2]
-    candidates.append(repo / "target" / "release" / "metrobus")
-    for c in candidates:
-        if c.is_file():
-            return str(c)
-    pytest.fail(
-        "metrobus binary not found (looked at: %s); build it with "
-        "`cargo build --release -p metrobus` or set METROBUS_BIN / METROBUS_BOOTSTRAP"
-        % ", ".join(str(c) for c in candidates)
-    )
-
-
-def _log_tail(path, limit=64 * 1024):
-    try:
-        data = pathlib.Path(path).read_bytes()
-    except OSError as e:
-        return f"(cannot read {path}: {e})"
-    return data[-limit:].decode("utf-8", "replace")
-
-
-class Broker:
-    def __init__(self, bootstrap, proc=None, log_path=None):
-        self.bootstrap = bootstrap
-        self.proc = proc
-        self.log_path = log_path
-
-    def assert_alive(self):
-        if self.proc is not None and self.proc.poll() is not None:
-            pytest.fail(
-                f"broker exited with {self.proc.returncode}\n{_log_tail(self.log_path)}"
-            )
 
 
 @pytest.fixture(scope="module")
@@ -73,63 +27,8 @@ def broker(tmp_path_factory):
     if external:
         yield Broker(external)
         return
-    binary = _find_binary()
-    d = tmp_path_factory.mktemp("metrobus")
-    announce = d / "announce"
-    log_path = d / "broker.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("METROBUS_")}
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [
-                binary,
-                "serve",
-                "--listeners",
-                "127.0.0.1:0",
-                "--http-listener",
-                "127.0.0.1:0",
-                "--data-dir",
-                str(d / "data"),
-                "--announce-file",
-                str(announce),
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
-    try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while not announce.exists():
-            if proc.poll() is not None:
-                pytest.fail(
-                    f"metrobus exited during startup with {proc.returncode}\n{_log_tail(log_path)}"
-                )
-            if time.monotonic() > deadline:
-                pytest.fail(
-                    f"metrobus wrote no announce file within {STARTUP_TIMEOUT_S}s\n"
-                    f"{_log_tail(log_path)}"
-                )
-            time.sleep(0.01)
-        kafka = None
-        for line in announce.read_text().splitlines():
-            if line.startswith("kafka="):
-                kafka = line[len("kafka="):].strip()
-        assert kafka, f"no kafka= line in {announce.read_text()!r}"
-        b = Broker(kafka, proc, log_path)
+    with running_broker(tmp_path_factory, "metrobus") as b:
         yield b
-        if proc.poll() is not None:
-            pytest.fail(
-                f"broker exited during the tests with {proc.returncode}\n{_log_tail(log_path)}"
-            )
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        print(f"----- broker log {log_path} -----\n{_log_tail(log_path)}")
 
 
 def _name(prefix):

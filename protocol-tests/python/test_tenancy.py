@@ -10,10 +10,6 @@ the `admin` super user and alice@acme seeded from its environment.
 Run: $HOME/.cache/metrobus-venv/bin/python -m pytest protocol-tests/python/test_tenancy.py -q
 """
 
-import os
-import signal
-import subprocess
-import time
 import uuid
 
 import pytest
@@ -28,66 +24,25 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka import errors as kerrors
 from kafka.admin import NewTopic
 
-from test_kafka_python import _find_binary, _log_tail
+from conftest import running_broker
 
-STARTUP_TIMEOUT_S = 60
 OP_TIMEOUT_S = 30
 
 
 @pytest.fixture(scope="module")
 def sasl(tmp_path_factory):
-    binary = _find_binary()
-    d = tmp_path_factory.mktemp("metrobus-tenancy")
-    announce = d / "announce"
-    log_path = d / "broker.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("METROBUS_")}
-    env["METROBUS_SUPER_USERS"] = "User:admin"
-    env["METROBUS_SASL_SEED_USERS"] = "admin:admin-secret,alice@acme:alice-secret"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [
-                binary,
-                "serve",
-                "--listeners",
-                "PLAINTEXT://127.0.0.1:0,SASL_PLAINTEXT://127.0.0.1:0",
-                "--http-listener",
-                "127.0.0.1:0",
-                "--data-dir",
-                str(d / "data"),
-                "--announce-file",
-                str(announce),
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
-    try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while not announce.exists():
-            if proc.poll() is not None:
-                pytest.fail(f"metrobus exited during startup\n{_log_tail(log_path)}")
-            if time.monotonic() > deadline:
-                pytest.fail(f"no announce file within {STARTUP_TIMEOUT_S}s\n{_log_tail(log_path)}")
-            time.sleep(0.01)
-        listeners = {}
-        for line in announce.read_text().splitlines():
-            if line.startswith("listener."):
-                name, addr = line[len("listener."):].split("=", 1)
-                listeners[name] = addr.strip()
-        assert "SASL_PLAINTEXT" in listeners, announce.read_text()
-        yield listeners["SASL_PLAINTEXT"]
-        if proc.poll() is not None:
-            pytest.fail(f"broker exited during the tests\n{_log_tail(log_path)}")
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        print(f"----- broker log {log_path} -----\n{_log_tail(log_path)}")
+    env = {
+        "METROBUS_SUPER_USERS": "User:admin",
+        "METROBUS_SASL_SEED_USERS": "admin:admin-secret,alice@acme:alice-secret",
+    }
+    with running_broker(
+        tmp_path_factory,
+        "metrobus-tenancy",
+        listeners="PLAINTEXT://127.0.0.1:0,SASL_PLAINTEXT://127.0.0.1:0",
+        env=env,
+    ) as b:
+        assert "SASL_PLAINTEXT" in b.listeners, b.listeners
+        yield b.listeners["SASL_PLAINTEXT"]
 
 
 def _plain(bootstrap, user, password):
