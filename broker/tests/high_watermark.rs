@@ -44,6 +44,20 @@ fn append_three(logs: &LogManager, log: &Arc<PartitionLog>) -> i64 {
     log.offsets().log_end_offset
 }
 
+/// Makes node 1 the partition's leader at `epoch`, with an ISR of itself.
+fn lead_alone(log: &PartitionLog, epoch: i32) {
+    let _ = log.apply_registration(
+        1,
+        &PartitionRegistration {
+            replicas: vec![1],
+            isr: vec![1],
+            leader: 1,
+            leader_epoch: epoch,
+            partition_epoch: epoch,
+        },
+    );
+}
+
 #[test]
 fn a_reopened_partition_serves_from_its_checkpoint() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -56,16 +70,7 @@ fn a_reopened_partition_serves_from_its_checkpoint() {
         assert_eq!(append_three(&logs, &log), 3);
         assert_eq!(append_three(&logs, &other), 3);
         // As a leader whose ISR is itself alone, everything is committed.
-        let _ = log.apply_registration(
-            1,
-            &PartitionRegistration {
-                replicas: vec![1],
-                isr: vec![1],
-                leader: 1,
-                leader_epoch: 0,
-                partition_epoch: 0,
-            },
-        );
+        lead_alone(&log, 0);
         assert_eq!(log.offsets().high_watermark, 3);
         // The last checkpoint lags: the replica knew only 2 were committed.
         logs.writer()
@@ -90,16 +95,7 @@ fn a_reopened_partition_serves_from_its_checkpoint() {
         "no checkpoint: nothing is known to be committed yet"
     );
     // Leading with an ISR of itself commits the rest at once.
-    let _ = log.apply_registration(
-        1,
-        &PartitionRegistration {
-            replicas: vec![1],
-            isr: vec![1],
-            leader: 1,
-            leader_epoch: 1,
-            partition_epoch: 1,
-        },
-    );
+    lead_alone(&log, 1);
     assert_eq!(log.offsets().high_watermark, 3);
     logs.shutdown();
 }
