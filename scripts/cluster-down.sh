@@ -34,19 +34,9 @@ fi
 
 say() { echo "cluster-down: $*" >&2; }
 
-pid_file() { echo "$cluster_dir/node-$1.pid"; }
+# shellcheck source=scripts/cluster-pids.sh
+source "$root/scripts/cluster-pids.sh"
 
-# The pid in a node's pid file if it is a running metrobus process.
-running_pid() {
-    local file pid
-    file=$(pid_file "$1")
-    [[ -f $file ]] || return 1
-    pid=$(<"$file")
-    [[ $pid =~ ^[0-9]+$ ]] || return 1
-    kill -0 "$pid" 2>/dev/null || return 1
-    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q metrobus || return 1
-    echo "$pid"
-}
 
 stopping=()
 for n in "${nodes[@]}"; do

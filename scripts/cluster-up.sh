@@ -32,20 +32,10 @@ say() { echo "cluster-up: $*" >&2; }
 die() { say "error: $*"; exit 1; }
 
 http_addr() { echo "127.0.0.1:${1}9644"; }
-pid_file() { echo "$cluster_dir/node-$1.pid"; }
+# shellcheck source=scripts/cluster-pids.sh
+source "$root/scripts/cluster-pids.sh"
 log_file() { echo "$cluster_dir/node-$1.log"; }
 
-# A pid file names a running metrobus process (not a recycled pid).
-running_pid() {
-    local file pid
-    file=$(pid_file "$1")
-    [[ -f $file ]] || return 1
-    pid=$(<"$file")
-    [[ $pid =~ ^[0-9]+$ ]] || return 1
-    kill -0 "$pid" 2>/dev/null || return 1
-    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q metrobus || return 1
-    echo "$pid"
-}
 
 to_start=()
 for n in "${nodes[@]}"; do
