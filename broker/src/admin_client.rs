@@ -39,6 +39,19 @@ pub struct AdminClient {
     correlation_id: i32,
 }
 
+/// An answer's error as a Result: its message, or its code when it has none.
+pub fn check(error_code: i16, error_message: Option<StrBytes>) -> anyhow::Result<()> {
+    if error_code == 0 {
+        return Ok(());
+    }
+    bail!(
+        "{}",
+        error_message
+            .map(|m| m.to_string())
+            .unwrap_or_else(|| format!("error {error_code}"))
+    )
+}
+
 impl AdminClient {
     /// Connects to `bootstrap` (`HOST:PORT`) and logs in if `login` is set
     /// (the listener must be SASL_PLAINTEXT with PLAIN enabled).
@@ -83,17 +96,8 @@ impl AdminClient {
             0,
             &SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(token)),
         )?;
-        if answer.error_code != 0 {
-            bail!(
-                "login as {} failed: {}",
-                login.user,
-                answer
-                    .error_message
-                    .map(|m| m.to_string())
-                    .unwrap_or_else(|| format!("error {}", answer.error_code))
-            );
-        }
-        Ok(())
+        check(answer.error_code, answer.error_message)
+            .map_err(|e| anyhow::anyhow!("login as {} failed: {e}", login.user))
     }
 
     /// Sends `request` as `version` and reads its response.

@@ -294,16 +294,8 @@ mod admin {
 
     fn check(response: AlterUserScramCredentialsResponse) -> anyhow::Result<()> {
         for result in response.results {
-            if result.error_code != 0 {
-                bail!(
-                    "{}: {}",
-                    result.user.as_str(),
-                    result
-                        .error_message
-                        .map(|m| m.to_string())
-                        .unwrap_or_else(|| format!("error {}", result.error_code))
-                );
-            }
+            metrobus::admin_client::check(result.error_code, result.error_message)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", result.user.as_str()))?;
         }
         Ok(())
     }
@@ -339,15 +331,7 @@ mod admin {
     /// Users and their mechanisms, by name.
     fn users(client: &mut AdminClient) -> anyhow::Result<BTreeMap<String, Vec<String>>> {
         let response = client.call(0, &DescribeUserScramCredentialsRequest::default())?;
-        if response.error_code != 0 {
-            bail!(
-                "{}",
-                response
-                    .error_message
-                    .map(|m| m.to_string())
-                    .unwrap_or_else(|| format!("error {}", response.error_code))
-            );
-        }
+        metrobus::admin_client::check(response.error_code, response.error_message.clone())?;
         Ok(response
             .results
             .into_iter()
@@ -519,15 +503,7 @@ mod admin {
                     &AlterClientQuotasRequest::default().with_entries(vec![entry]),
                 )?;
                 for entry in response.entries {
-                    if entry.error_code != 0 {
-                        bail!(
-                            "{}",
-                            entry
-                                .error_message
-                                .map(|m| m.to_string())
-                                .unwrap_or_else(|| format!("error {}", entry.error_code))
-                        );
-                    }
+                    metrobus::admin_client::check(entry.error_code, entry.error_message.clone())?;
                 }
                 println!("tenant {tenant}: quotas updated");
             }
@@ -558,15 +534,7 @@ mod admin {
                 .with_components(components)
                 .with_strict(tenant.is_some()),
         )?;
-        if response.error_code != 0 {
-            bail!(
-                "{}",
-                response
-                    .error_message
-                    .map(|m| m.to_string())
-                    .unwrap_or_else(|| format!("error {}", response.error_code))
-            );
-        }
+        metrobus::admin_client::check(response.error_code, response.error_message.clone())?;
         for entry in response.entries.unwrap_or_default() {
             let entity: Vec<String> = entry
                 .entity
