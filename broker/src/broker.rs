@@ -33,6 +33,7 @@ use crate::config::BrokerConfig;
 use crate::coordinator::group_coordinator::GroupCoordinator;
 use crate::coordinator::producer_id::ProducerIdManager;
 use crate::error::{Error, Result};
+use crate::log::reclaim::BlobGcPolicy;
 use crate::log::LogManager;
 use crate::replication::ReplicaManager;
 use crate::{metrics, server};
@@ -217,7 +218,12 @@ pub async fn start(mut config: BrokerConfig) -> anyhow::Result<RunningBroker> {
     let shutdown = CancellationToken::new();
     let data_dir = config.log_dirs.clone();
     let flush = config.log_flush_policy;
-    let logs = tokio::task::spawn_blocking(move || LogManager::open(&data_dir, flush)).await??;
+    let blob_gc = BlobGcPolicy {
+        garbage_ratio: config.log_blob_gc_garbage_ratio,
+        min_garbage_bytes: config.log_blob_gc_min_garbage_bytes,
+    };
+    let logs =
+        tokio::task::spawn_blocking(move || LogManager::open(&data_dir, flush, blob_gc)).await??;
     let logs = Arc::new(logs);
     // The RPC listener first: peers reach this node's Raft through it.
     let rpc_listener = if config.is_cluster() {
@@ -366,7 +372,11 @@ pub async fn start(mut config: BrokerConfig) -> anyhow::Result<RunningBroker> {
     }
     let image = controller.image();
     let reconcile_replicas = replicas.clone();
-    let _ = tokio::task::spawn_blocking(move || reconcile_replicas.reconcile(&image)).await??;
+    let _ = tokio::task::spawn_blocking(move || {
+        let _ = reconcile_replicas.delete_strays(&image)?;
+        reconcile_replicas.reconcile(&image)
+    })
+    .await??;
 
     let groups = GroupCoordinator::new(
         config.clone(),

@@ -15,6 +15,7 @@ use std::str::FromStr;
 
 use anyhow::{bail, Context};
 
+use crate::log::reclaim::BlobGcPolicy;
 use crate::server::endpoint::{self, ListenerSpec};
 
 /// When appends become durable.
@@ -146,6 +147,11 @@ pub struct BrokerConfig {
     pub log_retention_bytes: i64,
     /// `log.retention.check.interval.ms`: how often retention runs.
     pub log_retention_check_interval_ms: u64,
+    /// `log.blob.gc.garbage.ratio`: blob files are garbage-collected once
+    /// this fraction of their bytes belongs to deleted batches (not Kafka).
+    pub log_blob_gc_garbage_ratio: f64,
+    /// `log.blob.gc.min.garbage.bytes`: and once at least this much.
+    pub log_blob_gc_min_garbage_bytes: u64,
     /// `producer.id.expiration.ms`: an idempotent producer idle this long
     /// is forgotten by each partition (checked with retention).
     pub producer_id_expiration_ms: i64,
@@ -238,6 +244,8 @@ impl Default for BrokerConfig {
             log_retention_ms: 7 * 24 * 60 * 60 * 1000,
             log_retention_bytes: -1,
             log_retention_check_interval_ms: 5 * 60 * 1000,
+            log_blob_gc_garbage_ratio: BlobGcPolicy::default().garbage_ratio,
+            log_blob_gc_min_garbage_bytes: BlobGcPolicy::default().min_garbage_bytes,
             producer_id_expiration_ms: 24 * 60 * 60 * 1000,
             message_max_bytes: 1_048_588,
             log_flush_policy: FlushPolicy::Durable,
@@ -301,6 +309,8 @@ pub const SETTING_NAMES: &[&str] = &[
     "log.retention.ms",
     "log.retention.bytes",
     "log.retention.check.interval.ms",
+    "log.blob.gc.garbage.ratio",
+    "log.blob.gc.min.garbage.bytes",
     "producer.id.expiration.ms",
     "message.max.bytes",
     "log.flush.policy",
@@ -395,6 +405,10 @@ impl BrokerConfig {
             "log.retention.check.interval.ms" => {
                 self.log_retention_check_interval_ms = parse(name, value)?
             }
+            "log.blob.gc.garbage.ratio" => self.log_blob_gc_garbage_ratio = parse(name, value)?,
+            "log.blob.gc.min.garbage.bytes" => {
+                self.log_blob_gc_min_garbage_bytes = parse(name, value)?
+            }
             "producer.id.expiration.ms" => self.producer_id_expiration_ms = parse(name, value)?,
             "message.max.bytes" => self.message_max_bytes = parse(name, value)?,
             "log.flush.policy" => self.log_flush_policy = parse(name, value)?,
@@ -482,6 +496,8 @@ impl BrokerConfig {
             "log.retention.ms" => self.log_retention_ms.to_string(),
             "log.retention.bytes" => self.log_retention_bytes.to_string(),
             "log.retention.check.interval.ms" => self.log_retention_check_interval_ms.to_string(),
+            "log.blob.gc.garbage.ratio" => self.log_blob_gc_garbage_ratio.to_string(),
+            "log.blob.gc.min.garbage.bytes" => self.log_blob_gc_min_garbage_bytes.to_string(),
             "producer.id.expiration.ms" => self.producer_id_expiration_ms.to_string(),
             "message.max.bytes" => self.message_max_bytes.to_string(),
             "log.flush.policy" => self.log_flush_policy.to_string(),
@@ -761,6 +777,10 @@ impl BrokerConfig {
         }
         if self.log_retention_check_interval_ms == 0 {
             bail!("`log.retention.check.interval.ms` must be positive");
+        }
+        // Not `!(0 < r <= 1)` spelled out: NaN must fail too.
+        if !(self.log_blob_gc_garbage_ratio > 0.0 && self.log_blob_gc_garbage_ratio <= 1.0) {
+            bail!("`log.blob.gc.garbage.ratio` must be above 0 and at most 1");
         }
         if self.producer_id_expiration_ms < 1 {
             bail!("`producer.id.expiration.ms` must be at least 1");

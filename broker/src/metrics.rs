@@ -277,6 +277,36 @@ pub static LOG_WRITE_APPENDS: LazyLock<Histogram> = LazyLock::new(|| {
 });
 
 /// Bytes removed by retention and DeleteRecords.
+pub static LOG_BLOB_BYTES: LazyLock<IntGauge> = LazyLock::new(|| {
+    register(
+        IntGauge::new(
+            "metrobus_log_blob_bytes",
+            "Bytes in the log's blob files (batches of 4 KiB or more), garbage included",
+        )
+        .expect("valid"),
+    )
+});
+
+pub static LOG_BLOB_GARBAGE_BYTES: LazyLock<IntGauge> = LazyLock::new(|| {
+    register(
+        IntGauge::new(
+            "metrobus_log_blob_garbage_bytes",
+            "Bytes in blob files that belong to deleted batches and are not yet freed",
+        )
+        .expect("valid"),
+    )
+});
+
+pub static LOG_BLOB_GC_TOTAL: LazyLock<IntCounter> = LazyLock::new(|| {
+    register(
+        IntCounter::new(
+            "metrobus_log_blob_gc_total",
+            "Garbage-collecting compactions run to free blob files holding deleted batches",
+        )
+        .expect("valid"),
+    )
+});
+
 pub static LOG_DELETED_BYTES_TOTAL: LazyLock<IntCounter> = LazyLock::new(|| {
     register(
         IntCounter::new(
@@ -484,6 +514,9 @@ pub fn init() {
     LazyLock::force(&LOG_WRITE_APPENDS);
     LazyLock::force(&LOG_SYNC_SECONDS);
     LazyLock::force(&LOG_DELETED_BYTES_TOTAL);
+    LazyLock::force(&LOG_BLOB_BYTES);
+    LazyLock::force(&LOG_BLOB_GARBAGE_BYTES);
+    LazyLock::force(&LOG_BLOB_GC_TOTAL);
     LazyLock::force(&GROUP_REBALANCES_TOTAL);
     LazyLock::force(&GROUPS);
     LazyLock::force(&GROUP_LAG);

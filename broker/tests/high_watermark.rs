@@ -14,6 +14,7 @@ use metrobus::cluster::records::PartitionRegistration;
 use metrobus::cluster::topic_record::TopicRecord;
 use metrobus::config::FlushPolicy;
 use metrobus::log::partition::PartitionLog;
+use metrobus::log::reclaim::BlobGcPolicy;
 use metrobus::log::writer::AppendJob;
 use metrobus::log::LogManager;
 
@@ -64,7 +65,8 @@ fn a_reopened_partition_serves_from_its_checkpoint() {
     let checkpointed = topic("checkpointed");
     let unchecked = topic("unchecked");
     {
-        let logs = LogManager::open(dir.path(), FlushPolicy::Durable).expect("open");
+        let logs = LogManager::open(dir.path(), FlushPolicy::Durable, BlobGcPolicy::default())
+            .expect("open");
         let log = logs.ensure_partition(&checkpointed, 0).expect("partition");
         let other = logs.ensure_partition(&unchecked, 0).expect("partition");
         assert_eq!(append_three(&logs, &log), 3);
@@ -79,7 +81,8 @@ fn a_reopened_partition_serves_from_its_checkpoint() {
         logs.shutdown();
     }
 
-    let logs = LogManager::open(dir.path(), FlushPolicy::Durable).expect("reopen");
+    let logs = LogManager::open(dir.path(), FlushPolicy::Durable, BlobGcPolicy::default())
+        .expect("reopen");
     let log = logs.ensure_partition(&checkpointed, 0).expect("partition");
     let offsets = log.offsets();
     assert_eq!(offsets.log_end_offset, 3);

@@ -493,8 +493,9 @@ fn rolling_restart_under_load() {
 /// Self-healing: on a 4-node cluster, a node gone for longer than
 /// `replica.reassignment.delay.ms` has its replicas moved to the node that
 /// holds none, which catches up and joins the ISR, so every partition has 3
-/// in-sync copies again, none on the dead node; and nothing acknowledged
-/// before or during the move is lost.
+/// in-sync copies again, none on the dead node; nothing acknowledged before
+/// or during the move is lost; and the node, restarted, deletes the copies
+/// it no longer hosts.
 #[test]
 fn long_gone_node_is_replaced_and_copies_restored() {
     const REASSIGNMENT_DELAY_MS: u64 = 3_000;
@@ -550,5 +551,33 @@ fn long_gone_node_is_replaced_and_copies_restored() {
     assert!(summary.acked > 2_000, "the load stalled ({summary})");
     let acks = ledger.acks();
     check_no_acknowledged_loss(&cluster, &topic, &acks);
+
+    // The replaced node comes back: its copies were moved away while it was
+    // down, so it deletes them, at startup (Kafka's stray partitions) or as
+    // soon as it has caught up with the metadata that moved them.
+    let log_path = cluster.node(victim).log_path;
+    let strays_before = stray_deletions(&log_path);
+    ok(cluster.restart(victim), "restarting the replaced node");
+    let strays = stray_deletions(&log_path) - strays_before;
+    assert!(
+        strays >= 1,
+        "the replaced node deleted none of its moved copies:\n{}",
+        cluster.log_tail(victim)
+    );
+    let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+    assert!(
+        !log.contains("deleting a moved replica failed"),
+        "a deletion failed:\n{}",
+        cluster.log_tail(victim)
+    );
+    println!("replaced node {victim} deleted {strays} local copies after its restart");
     cluster.assert_alive();
+}
+
+/// How many partition copies a node's log says it deleted.
+fn stray_deletions(log_path: &std::path::Path) -> usize {
+    std::fs::read_to_string(log_path)
+        .unwrap_or_default()
+        .matches("deleting the local copy")
+        .count()
 }

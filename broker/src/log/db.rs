@@ -26,7 +26,7 @@ impl std::fmt::Debug for Db {
 
 /// Batches at least this large live in blob files; smaller ones (single
 /// small records) stay inline in the LSM where they are cheap.
-const MIN_BLOB_SIZE: u64 = 4096;
+pub const MIN_BLOB_SIZE: u64 = 4096;
 
 fn cf_options(cache: &Cache, kind: &str) -> Options {
     let mut opts = Options::default();
@@ -44,11 +44,13 @@ fn cf_options(cache: &Cache, kind: &str) -> Options {
         // Producers compress their batches already; compressing them again
         // costs CPU for nothing.
         opts.set_blob_compression_type(DBCompressionType::None);
-        // No blob garbage collection: it relocates the live batches of the
-        // oldest blob files during compaction, rewriting data an append-only
-        // log never changes (it cost ~15% of the CPU under load). A blob file
-        // is deleted once compaction has dropped every key pointing into it,
-        // which time-ordered retention does file by file.
+        // No blob garbage collection in normal operation: it relocates the
+        // live batches of the oldest blob files during compaction, rewriting
+        // data an append-only log never changes (it cost ~15% of the CPU
+        // under load). A blob file is deleted once compaction has dropped
+        // every key pointing into it, which time-ordered retention does file
+        // by file; the garbage that deletions leave in shared files is
+        // collected on demand by `crate::log::reclaim`.
         opts.set_enable_blob_gc(false);
         // Many smaller memtables: under sustained produce load a 128 MiB
         // memtable took long enough to flush that RocksDB throttled all

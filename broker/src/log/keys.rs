@@ -63,6 +63,13 @@ pub fn partition_prefix(topic_id: Uuid, partition: i32) -> [u8; PARTITION_PREFIX
     key
 }
 
+/// The topic id and partition a `log` or `partition_meta` key belongs to.
+pub fn partition_of(key: &[u8]) -> Option<(Uuid, i32)> {
+    let id: [u8; 16] = key.get(..16)?.try_into().ok()?;
+    let partition: [u8; 4] = key.get(16..PARTITION_PREFIX_LEN)?.try_into().ok()?;
+    Some((Uuid::from_bytes(id), u32::from_be_bytes(partition) as i32))
+}
+
 /// `topic_id | partition | base_offset`.
 pub fn log_key(topic_id: Uuid, partition: i32, base_offset: i64) -> [u8; LOG_KEY_LEN] {
     let mut key = [0u8; LOG_KEY_LEN];
@@ -124,6 +131,20 @@ pub fn topic_end(topic_id: Uuid) -> [u8; 17] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_partition_key_names_its_partition() {
+        let id = Uuid::new_v4();
+        for partition in [0, 7, i32::MAX] {
+            assert_eq!(
+                partition_of(&log_key(id, partition, 42)),
+                Some((id, partition))
+            );
+            let meta = producer_state_key(id, partition, 9);
+            assert_eq!(partition_of(&meta), Some((id, partition)));
+        }
+        assert_eq!(partition_of(&[0u8; 19]), None);
+    }
 
     #[test]
     fn log_keys_sort_numerically() {

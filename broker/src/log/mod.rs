@@ -8,6 +8,7 @@
 //! - [`writer`]: the writer thread with group commit; the only writer of data.
 //! - [`reader`]: blocking reads (fetch, timestamp lookups, scans, load).
 //! - [`retention`]: pure retention decisions.
+//! - [`reclaim`]: frees the disk of deleted batches (compaction, blob GC).
 //! - [`topic_config`]: topic config names, validation and resolution.
 //! - [`LogManager`]: owns the above for every partition on this node.
 
@@ -17,13 +18,14 @@ pub mod keys;
 pub mod partition;
 pub mod producer_state;
 pub mod reader;
+pub mod reclaim;
 pub mod retention;
 pub mod topic_config;
 pub mod writer;
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use tokio::sync::oneshot;
 use uuid::Uuid;
@@ -34,6 +36,7 @@ use crate::error::Result;
 use crate::metrics;
 use db::Db;
 use partition::PartitionLog;
+use reclaim::{BlobGcPolicy, Reclaimer};
 use writer::LogWriter;
 
 /// Milliseconds since the Unix epoch on this broker's clock (0 if the clock
@@ -50,19 +53,37 @@ pub(crate) fn now_ms() -> i64 {
 pub struct LogManager {
     db: Arc<Db>,
     partitions: RwLock<HashMap<(Uuid, i32), Arc<PartitionLog>>>,
+    /// Held while a partition is loaded or deleted, so a partition moved
+    /// away and straight back is never loaded from data being deleted.
+    lifecycle: Mutex<()>,
+    // Dropped in this order: the writer, which queues work for the
+    // reclaimer, stops first.
     writer: LogWriter,
+    reclaimer: Reclaimer,
 }
 
 impl LogManager {
-    /// Opens the database under `dir` and starts the writer. Blocking.
-    pub fn open(dir: &Path, flush: FlushPolicy) -> Result<Self> {
+    /// Opens the database under `dir` and starts the writer and the
+    /// reclaimer. Blocking.
+    pub fn open(dir: &Path, flush: FlushPolicy, blob_gc: BlobGcPolicy) -> Result<Self> {
         let db = Arc::new(Db::open(dir)?);
-        let writer = LogWriter::start(db.clone(), flush == FlushPolicy::Durable)
-            .map_err(|e| crate::error::Error::Internal(format!("starting log writer: {e}")))?;
+        let thread_error = |what: &str, e: std::io::Error| {
+            crate::error::Error::Internal(format!("starting {what}: {e}"))
+        };
+        let reclaimer =
+            Reclaimer::start(db.clone(), blob_gc).map_err(|e| thread_error("log reclaimer", e))?;
+        let writer = LogWriter::start(
+            db.clone(),
+            flush == FlushPolicy::Durable,
+            reclaimer.handle().clone(),
+        )
+        .map_err(|e| thread_error("log writer", e))?;
         Ok(LogManager {
             db,
             partitions: RwLock::new(HashMap::new()),
+            lifecycle: Mutex::new(()),
             writer,
+            reclaimer,
         })
     }
 
@@ -102,6 +123,7 @@ impl LogManager {
         if let Some(log) = self.get(topic.id, partition) {
             return Ok(log);
         }
+        let _lifecycle = self.lifecycle.lock().unwrap_or_else(|p| p.into_inner());
         let loaded = reader::load(&self.db, topic.id, partition)?;
         let log = Arc::new(PartitionLog::new(topic.id, &topic.name, partition, loaded));
         let mut map = self.partitions.write().unwrap_or_else(|p| p.into_inner());
@@ -129,8 +151,32 @@ impl LogManager {
         Ok(done)
     }
 
-    /// Commits queued writes and stops the writer. Blocking.
+    /// Stops serving one partition, if it is served, and deletes its data
+    /// (its replica moved to another node), returning once the deletion is committed. Blocking:
+    /// call it from a blocking thread.
+    pub fn delete_partition(&self, topic_id: Uuid, partition: i32) -> Result<()> {
+        let _lifecycle = self.lifecycle.lock().unwrap_or_else(|p| p.into_inner());
+        let removed = {
+            let mut map = self.partitions.write().unwrap_or_else(|p| p.into_inner());
+            let removed = map.remove(&(topic_id, partition));
+            metrics::PARTITIONS.set(map.len() as i64);
+            removed
+        };
+        // Not loaded (a stray found at startup): its data goes all the same.
+        if let Some(log) = removed {
+            log.mark_deleted();
+        }
+        let (reply, done) = oneshot::channel();
+        self.writer.delete_partition(topic_id, partition, reply)?;
+        done.blocking_recv().map_err(|_| {
+            crate::error::Error::Internal("log writer stopped before deleting a partition".into())
+        })?
+    }
+
+    /// Commits queued writes and stops the writer and the reclaimer.
+    /// Blocking.
     pub fn shutdown(&self) {
         self.writer.shutdown();
+        self.reclaimer.shutdown();
     }
 }

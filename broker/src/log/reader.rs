@@ -2,9 +2,12 @@
 //! front scans for retention and DeleteRecords, and the load at startup.
 //! Run these on a blocking thread, never on an async worker.
 
+use std::collections::BTreeSet;
+
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::records::RecordBatchDecoder;
 use rocksdb::{DBRawIteratorWithThreadMode, ReadOptions, DB};
+use uuid::Uuid;
 
 use crate::error::{Error, Result};
 use crate::log::batch::BatchHeader;
@@ -68,6 +71,29 @@ pub fn read(
     }
     it.status()?;
     Ok(out.freeze())
+}
+
+/// Every partition with data or metadata stored on this node, found with
+/// one seek per partition (not one step per batch).
+pub fn stored_partitions(db: &Db) -> Result<BTreeSet<(Uuid, i32)>> {
+    let mut found = BTreeSet::new();
+    for cf in [CF_LOG, CF_PARTITION_META] {
+        let mut it = db.raw().raw_iterator_cf(db.cf(cf)?);
+        it.seek_to_first();
+        while let Some(key) = it.key() {
+            let Some((topic_id, partition)) = keys::partition_of(key) else {
+                return Err(Error::Internal(format!("malformed key in {cf}")));
+            };
+            let _ = found.insert((topic_id, partition));
+            // Skip the rest of this partition.
+            match partition.checked_add(1) {
+                Some(next) => it.seek(keys::partition_prefix(topic_id, next)),
+                None => it.seek(keys::topic_end(topic_id)),
+            }
+        }
+        it.status()?;
+    }
+    Ok(found)
 }
 
 /// Calls `visit` for each batch from the oldest below `upper` until it

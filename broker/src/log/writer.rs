@@ -42,6 +42,7 @@ use crate::log::db::Db;
 use crate::log::keys::{self, MetaKind, CF_LOG, CF_PARTITION_META};
 use crate::log::partition::PartitionLog;
 use crate::log::producer_state::{self, Check, ProducerBatch, ProducerStateEntry};
+use crate::log::reclaim::ReclaimHandle;
 use crate::metrics;
 
 /// Most bytes of appends committed in one write.
@@ -104,10 +105,7 @@ enum Command {
     Replica(ReplicaAppend),
     TruncateBack(TruncateBack),
     TruncateFront(TruncateFront),
-    DeleteTopic {
-        topic_id: Uuid,
-        reply: oneshot::Sender<Result<()>>,
-    },
+    Delete(DeleteRange),
     /// Forget producers idle for `expiration_ms` or longer, on disk too.
     ExpireProducers {
         partitions: Vec<Arc<PartitionLog>>,
@@ -116,6 +114,15 @@ enum Command {
     /// Write these partitions' high watermarks as their checkpoints.
     CheckpointHighWatermarks(Vec<(Arc<PartitionLog>, i64)>),
     Shutdown,
+}
+
+/// Delete every key of a range of partitions (a topic, or one partition),
+/// in the log and partition-metadata column families.
+#[derive(Debug)]
+struct DeleteRange {
+    from: Vec<u8>,
+    to: Vec<u8>,
+    reply: oneshot::Sender<Result<()>>,
 }
 
 /// Handle to the writer thread.
@@ -129,14 +136,16 @@ pub struct LogWriter {
 
 impl LogWriter {
     /// Starts the thread. `sync` fsyncs every write (the durable policy).
-    pub fn start(db: Arc<Db>, sync: bool) -> std::io::Result<Self> {
+    /// Deletions it commits are handed to `reclaim` to free their disk.
+    pub fn start(db: Arc<Db>, sync: bool, reclaim: ReclaimHandle) -> std::io::Result<Self> {
         let (sender, receiver) = mpsc::channel();
         let (to_syncer, syncer) = if sync {
             let (to_syncer, from_writer) = mpsc::channel();
             let syncer_db = db.clone();
+            let syncer_reclaim = reclaim.clone();
             let handle = std::thread::Builder::new()
                 .name("log-syncer".to_owned())
-                .spawn(move || run_syncer(&syncer_db, &from_writer))?;
+                .spawn(move || run_syncer(&syncer_db, &from_writer, &syncer_reclaim))?;
             (Some(to_syncer), Some(handle))
         } else {
             (None, None)
@@ -145,7 +154,7 @@ impl LogWriter {
         // syncer syncs what it was handed and stops too.
         let thread = std::thread::Builder::new()
             .name("log-writer".to_owned())
-            .spawn(move || run(&db, &receiver, to_syncer.as_ref()))?;
+            .spawn(move || run(&db, &receiver, to_syncer.as_ref(), &reclaim))?;
         Ok(LogWriter {
             sender,
             thread: Mutex::new(Some(thread)),
@@ -190,8 +199,31 @@ impl LogWriter {
         self.send(Command::TruncateFront(job))
     }
 
+    /// Queues the deletion of all of a topic's data.
     pub fn delete_topic(&self, topic_id: Uuid, reply: oneshot::Sender<Result<()>>) -> Result<()> {
-        self.send(Command::DeleteTopic { topic_id, reply })
+        self.send(Command::Delete(DeleteRange {
+            from: keys::partition_prefix(topic_id, 0).to_vec(),
+            to: keys::topic_end(topic_id).to_vec(),
+            reply,
+        }))
+    }
+
+    /// Queues the deletion of one partition's data (a replica moved away).
+    pub fn delete_partition(
+        &self,
+        topic_id: Uuid,
+        partition: i32,
+        reply: oneshot::Sender<Result<()>>,
+    ) -> Result<()> {
+        let to = match partition.checked_add(1) {
+            Some(next) => keys::partition_prefix(topic_id, next).to_vec(),
+            None => keys::topic_end(topic_id).to_vec(),
+        };
+        self.send(Command::Delete(DeleteRange {
+            from: keys::partition_prefix(topic_id, partition).to_vec(),
+            to,
+            reply,
+        }))
     }
 
     /// Queues the expiration of idle producers (`producer.id.expiration.ms`)
@@ -243,7 +275,12 @@ impl Drop for LogWriter {
     }
 }
 
-fn run(db: &Db, receiver: &mpsc::Receiver<Command>, syncer: Option<&mpsc::Sender<Committed>>) {
+fn run(
+    db: &Db,
+    receiver: &mpsc::Receiver<Command>,
+    syncer: Option<&mpsc::Sender<Committed>>,
+    reclaim: &ReclaimHandle,
+) {
     let mut stopping = false;
     while !stopping {
         let Ok(first) = receiver.recv() else { break };
@@ -268,7 +305,7 @@ fn run(db: &Db, receiver: &mpsc::Receiver<Command>, syncer: Option<&mpsc::Sender
             }
         }
         if !group.is_empty() {
-            commit(db, group, syncer);
+            commit(db, group, syncer, reclaim);
         }
     }
     info!("log writer stopped");
@@ -281,12 +318,12 @@ struct Committed {
     replicas: Vec<StagedReplica>,
     truncated: Vec<TruncateBack>,
     truncates: Vec<TruncateFront>,
-    deletes: Vec<(Uuid, oneshot::Sender<Result<()>>)>,
+    deletes: Vec<DeleteRange>,
 }
 
 /// Syncs the write-ahead log for every group handed over since the last
 /// sync, then answers them in order.
-fn run_syncer(db: &Db, receiver: &mpsc::Receiver<Committed>) {
+fn run_syncer(db: &Db, receiver: &mpsc::Receiver<Committed>, reclaim: &ReclaimHandle) {
     while let Ok(first) = receiver.recv() {
         let mut groups = vec![first];
         groups.extend(receiver.try_iter());
@@ -297,7 +334,7 @@ fn run_syncer(db: &Db, receiver: &mpsc::Receiver<Committed>) {
             Ok(()) => {
                 for group in groups {
                     finish_replicas(group.replicas, group.truncated);
-                    finish_ok(group.staged, group.truncates, group.deletes, db);
+                    finish_ok(group.staged, group.truncates, group.deletes, reclaim);
                 }
             }
             Err(e) => {
@@ -317,11 +354,7 @@ fn run_syncer(db: &Db, receiver: &mpsc::Receiver<Committed>) {
 }
 
 /// Answers every request of a group with a storage error.
-fn fail_all(
-    staged: Vec<Staged>,
-    truncates: Vec<TruncateFront>,
-    deletes: Vec<(Uuid, oneshot::Sender<Result<()>>)>,
-) {
+fn fail_all(staged: Vec<Staged>, truncates: Vec<TruncateFront>, deletes: Vec<DeleteRange>) {
     for s in staged {
         let _ = s
             .job_reply
@@ -332,8 +365,10 @@ fn fail_all(
             .reply
             .send(Err(Error::api(ResponseError::KafkaStorageError)));
     }
-    for (_, reply) in deletes {
-        let _ = reply.send(Err(Error::api(ResponseError::KafkaStorageError)));
+    for d in deletes {
+        let _ = d
+            .reply
+            .send(Err(Error::api(ResponseError::KafkaStorageError)));
     }
 }
 
@@ -532,7 +567,12 @@ struct Staged {
     size: i64,
 }
 
-fn commit(db: &Db, group: Vec<Command>, syncer: Option<&mpsc::Sender<Committed>>) {
+fn commit(
+    db: &Db,
+    group: Vec<Command>,
+    syncer: Option<&mpsc::Sender<Committed>>,
+    reclaim: &ReclaimHandle,
+) {
     // Sized up front: growing a multi-megabyte batch by doubling copies it
     // repeatedly and faults in fresh pages each time.
     let payload: usize = group
@@ -602,14 +642,12 @@ fn commit(db: &Db, group: Vec<Command>, syncer: Option<&mpsc::Sender<Committed>>
                     let _ = job.reply.send(Err(e));
                 }
             },
-            Command::DeleteTopic { topic_id, reply } => {
-                match stage_delete_topic(db, &mut write, topic_id) {
-                    Ok(()) => deletes.push((topic_id, reply)),
-                    Err(e) => {
-                        let _ = reply.send(Err(e));
-                    }
+            Command::Delete(delete) => match stage_delete(db, &mut write, &delete) {
+                Ok(()) => deletes.push(delete),
+                Err(e) => {
+                    let _ = delete.reply.send(Err(e));
                 }
-            }
+            },
             Command::ExpireProducers {
                 partitions,
                 expiration_ms,
@@ -651,7 +689,12 @@ fn commit(db: &Db, group: Vec<Command>, syncer: Option<&mpsc::Sender<Committed>>
             match syncer {
                 None => {
                     finish_replicas(committed.replicas, committed.truncated);
-                    finish_ok(committed.staged, committed.truncates, committed.deletes, db)
+                    finish_ok(
+                        committed.staged,
+                        committed.truncates,
+                        committed.deletes,
+                        reclaim,
+                    )
                 }
                 Some(syncer) => {
                     if let Err(unsent) = syncer.send(committed) {
@@ -687,8 +730,8 @@ fn commit(db: &Db, group: Vec<Command>, syncer: Option<&mpsc::Sender<Committed>>
 fn finish_ok(
     staged: Vec<Staged>,
     truncates: Vec<TruncateFront>,
-    deletes: Vec<(Uuid, oneshot::Sender<Result<()>>)>,
-    db: &Db,
+    deletes: Vec<DeleteRange>,
+    reclaim: &ReclaimHandle,
 ) {
     // Advance each partition once, to the end of its last staged batch,
     // before answering anyone, so an acknowledged record is always readable.
@@ -705,19 +748,21 @@ fn finish_ok(
     for s in staged {
         let _ = s.job_reply.send(Ok(s.result));
     }
+    if truncates.iter().any(|t| t.freed_bytes > 0) {
+        // Batches deleted from the front may leave garbage in blob files
+        // shared with other partitions.
+        reclaim.check();
+    }
     for t in truncates {
         t.partition.on_truncated_front(t.new_start, t.freed_bytes);
         metrics::LOG_DELETED_BYTES_TOTAL.inc_by(t.freed_bytes.max(0) as u64);
         let _ = t.reply.send(Ok(t.new_start));
     }
-    for (topic_id, reply) in deletes {
-        // Range deletes leave tombstones; compacting frees the disk now.
-        let from = keys::partition_prefix(topic_id, 0);
-        let to = keys::topic_end(topic_id);
-        if let Err(e) = db.compact_range(CF_LOG, &from, &to) {
-            error!(error = %e, "compaction after topic deletion failed");
-        }
-        let _ = reply.send(Ok(()));
+    for d in deletes {
+        // Range deletes leave tombstones; a compaction frees the disk. It
+        // runs on the reclaimer's thread: this one serves every producer.
+        reclaim.compact(d.from, d.to);
+        let _ = d.reply.send(Ok(()));
     }
 }
 
@@ -901,11 +946,9 @@ fn stage_truncate(db: &Db, write: &mut WriteBatch, job: &TruncateFront) -> Resul
     Ok(())
 }
 
-fn stage_delete_topic(db: &Db, write: &mut WriteBatch, topic_id: Uuid) -> Result<()> {
-    let from = keys::partition_prefix(topic_id, 0);
-    let to = keys::topic_end(topic_id);
-    write.delete_range_cf(db.cf(CF_LOG)?, &from[..], &to[..]);
-    write.delete_range_cf(db.cf(CF_PARTITION_META)?, &from[..], &to[..]);
+fn stage_delete(db: &Db, write: &mut WriteBatch, delete: &DeleteRange) -> Result<()> {
+    write.delete_range_cf(db.cf(CF_LOG)?, &delete.from, &delete.to);
+    write.delete_range_cf(db.cf(CF_PARTITION_META)?, &delete.from, &delete.to);
     Ok(())
 }
 

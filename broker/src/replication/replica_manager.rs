@@ -7,7 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 use tokio::sync::oneshot;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use tokio_util::sync::CancellationToken;
 
@@ -110,6 +110,34 @@ impl ReplicaManager {
         &self.logs
     }
 
+    /// Deletes the stored partitions this node no longer hosts: those of
+    /// topics deleted, and replicas moved away, while it was down (a running
+    /// node deletes them in [`Self::reconcile`]; Kafka calls them stray
+    /// partitions). Call once at startup with an image at least as new as
+    /// the one the node last ran with: the metadata log is durable, so a
+    /// partition written here is in that image's assignment unless it was
+    /// since moved or deleted. Blocking; returns how many were deleted.
+    pub fn delete_strays(&self, image: &MetadataImage) -> Result<usize> {
+        let stored = reader::stored_partitions(self.logs.db())?;
+        let mut deleted = 0;
+        for (topic_id, partition) in stored {
+            let hosted = image.topic_by_id(&topic_id).is_some_and(|_| {
+                image
+                    .partitions(&topic_id)
+                    .get(partition as usize)
+                    .is_some_and(|r| r.replicas.contains(&self.node_id))
+            });
+            if hosted {
+                continue;
+            }
+            info!(%topic_id, partition,
+                "stray partition, deleted or moved away while this node was down: deleting the local copy");
+            self.logs.delete_partition(topic_id, partition)?;
+            deleted += 1;
+        }
+        Ok(deleted)
+    }
+
     /// Brings the hosted partitions in line with the image: deletes the
     /// data of topics gone from it, hosts every partition assigned here,
     /// and makes this node leader or follower of each as the image says
@@ -151,10 +179,18 @@ impl ReplicaManager {
                 }
                 if !registration.replicas.contains(&self.node_id) {
                     if let Some(log) = self.logs.get(topic.id, index) {
-                        // Reassigned away: stop replicating; the data stays
-                        // until the topic is deleted.
+                        // Reassigned away (Kafka's StopReplica with delete):
+                        // the new replica set holds every committed record,
+                        // so this copy only takes disk. Stop replicating,
+                        // then delete it.
                         let _ = log.apply_registration(self.node_id, registration);
                         self.fetchers.unfollow(&log);
+                        info!(topic = %topic.name, partition = index,
+                            "replica moved to other nodes; deleting the local copy");
+                        if let Err(e) = self.logs.delete_partition(topic.id, index) {
+                            warn!(topic = %topic.name, partition = index, error = %e,
+                                "deleting a moved replica failed; its data stays");
+                        }
                     }
                     continue;
                 }
