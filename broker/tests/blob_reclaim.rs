@@ -7,49 +7,19 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::batch;
-use kafka_protocol::records::Compression;
-use metrobus::cluster::topic_record::TopicRecord;
 use metrobus::config::FlushPolicy;
 use metrobus::log::keys::CF_LOG;
-use metrobus::log::partition::PartitionLog;
 use metrobus::log::reader;
 use metrobus::log::reclaim::{self, BlobGcPolicy};
-use metrobus::log::writer::AppendJob;
 use metrobus::log::LogManager;
 
 /// Batches per topic, each one record of [`VALUE_BYTES`]: well above the
 /// 4 KiB from which batches are stored in blob files.
 const BATCHES: usize = 40;
 const VALUE_BYTES: usize = 64 * 1024;
-
-fn topic(name: &str) -> TopicRecord {
-    TopicRecord {
-        id: uuid::Uuid::new_v4(),
-        name: name.to_owned(),
-        partitions: 1,
-        configs: BTreeMap::new(),
-    }
-}
-
-fn append(logs: &LogManager, log: &Arc<PartitionLog>, value: &str) {
-    let (reply, done) = tokio::sync::oneshot::channel();
-    logs.writer().append(AppendJob {
-        partition: log.clone(),
-        records: batch(&[value], common::now_ms(), Compression::None),
-        max_message_bytes: 1 << 20,
-        reply,
-    });
-    let _ = done
-        .blocking_recv()
-        .expect("the writer answers")
-        .expect("the append succeeds");
-}
 
 /// Bytes of the blob files on disk.
 fn blob_file_bytes(dir: &Path) -> u64 {
@@ -66,14 +36,14 @@ fn blob_file_bytes(dir: &Path) -> u64 {
 fn delete_one_of_two(policy: BlobGcPolicy) -> (u64, u64) {
     let dir = tempfile::tempdir().expect("tempdir");
     let logs = LogManager::open(dir.path(), FlushPolicy::Replicated, policy).expect("open");
-    let doomed = topic("doomed");
-    let kept = topic("kept");
+    let doomed = common::one_partition_topic("doomed");
+    let kept = common::one_partition_topic("kept");
     let doomed_log = logs.ensure_partition(&doomed, 0).expect("partition");
     let kept_log = logs.ensure_partition(&kept, 0).expect("partition");
     let value = "v".repeat(VALUE_BYTES);
     for _ in 0..BATCHES {
-        append(&logs, &doomed_log, &value);
-        append(&logs, &kept_log, &value);
+        common::append_value(&logs, &doomed_log, &value);
+        common::append_value(&logs, &kept_log, &value);
     }
     // One flush writes both topics' batches into the same blob file.
     let db = logs.db();

@@ -5,42 +5,18 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use common::batch;
-use kafka_protocol::records::Compression;
 use metrobus::cluster::records::PartitionRegistration;
-use metrobus::cluster::topic_record::TopicRecord;
 use metrobus::config::FlushPolicy;
 use metrobus::log::partition::PartitionLog;
 use metrobus::log::reclaim::BlobGcPolicy;
-use metrobus::log::writer::AppendJob;
 use metrobus::log::LogManager;
-
-fn topic(name: &str) -> TopicRecord {
-    TopicRecord {
-        id: uuid::Uuid::new_v4(),
-        name: name.to_owned(),
-        partitions: 1,
-        configs: BTreeMap::new(),
-    }
-}
 
 /// Appends three one-record batches; returns the log end offset.
 fn append_three(logs: &LogManager, log: &Arc<PartitionLog>) -> i64 {
     for value in ["a", "b", "c"] {
-        let (reply, done) = tokio::sync::oneshot::channel();
-        logs.writer().append(AppendJob {
-            partition: log.clone(),
-            records: batch(&[value], common::now_ms(), Compression::None),
-            max_message_bytes: 1 << 20,
-            reply,
-        });
-        let _ = done
-            .blocking_recv()
-            .expect("the writer answers")
-            .expect("the append succeeds");
+        common::append_value(logs, log, value);
     }
     log.offsets().log_end_offset
 }
@@ -62,8 +38,8 @@ fn lead_alone(log: &PartitionLog, epoch: i32) {
 #[test]
 fn a_reopened_partition_serves_from_its_checkpoint() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let checkpointed = topic("checkpointed");
-    let unchecked = topic("unchecked");
+    let checkpointed = common::one_partition_topic("checkpointed");
+    let unchecked = common::one_partition_topic("unchecked");
     {
         let logs = LogManager::open(dir.path(), FlushPolicy::Durable, BlobGcPolicy::default())
             .expect("open");

@@ -372,3 +372,34 @@ impl Session {
         }
     }
 }
+
+/// A one-partition topic with a fresh id, for tests that drive the
+/// [`metrobus::log::LogManager`] directly.
+pub fn one_partition_topic(name: &str) -> metrobus::cluster::topic_record::TopicRecord {
+    metrobus::cluster::topic_record::TopicRecord {
+        id: uuid::Uuid::new_v4(),
+        name: name.to_owned(),
+        partitions: 1,
+        configs: std::collections::BTreeMap::new(),
+    }
+}
+
+/// Appends a one-record batch of `value` through the log writer and waits
+/// until it is committed.
+pub fn append_value(
+    logs: &metrobus::log::LogManager,
+    log: &std::sync::Arc<metrobus::log::partition::PartitionLog>,
+    value: &str,
+) {
+    let (reply, done) = tokio::sync::oneshot::channel();
+    logs.writer().append(metrobus::log::writer::AppendJob {
+        partition: log.clone(),
+        records: batch(&[value], now_ms(), Compression::None),
+        max_message_bytes: 1 << 20,
+        reply,
+    });
+    let _ = done
+        .blocking_recv()
+        .expect("the writer answers")
+        .expect("the append succeeds");
+}
