@@ -7,6 +7,7 @@
 mod common;
 
 use common::{batch, creatable, name, values, Session, TestBroker};
+use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
@@ -296,4 +297,61 @@ async fn a_tenant_sees_and_uses_only_its_own_names() {
     assert_eq!(acme.groups().await, vec!["g"]);
 
     broker.running.shutdown().await;
+}
+
+async fn producer_id_error(session: &Session) -> i16 {
+    let request = InitProducerIdRequest::default()
+        .with_transactional_id(None)
+        .with_transaction_timeout_ms(60_000)
+        .with_producer_id(ProducerId(-1))
+        .with_producer_epoch(-1);
+    let response: InitProducerIdResponse = session.send(ApiKey::InitProducerId, 4, &request).await;
+    response.error_code
+}
+
+/// KIP-679: a producer id needs WRITE on some topic (or IDEMPOTENT_WRITE on
+/// the cluster). A tenant's default rights give it; without them, one ACL
+/// letting the user write to one of the tenant's topics is enough.
+#[tokio::test]
+async fn a_producer_id_needs_the_right_to_write_somewhere() {
+    let with_defaults = TestBroker::start().await;
+    let alice = Session::tenant(&with_defaults, "alice", "acme");
+    assert_eq!(producer_id_error(&alice).await, 0);
+
+    let broker = TestBroker::start_with(|c| c.tenant_default_acls_enable = false).await;
+    let bob = Session::tenant(&broker, "bob", "acme");
+    assert_eq!(
+        producer_id_error(&bob).await,
+        ResponseError::ClusterAuthorizationFailed.code()
+    );
+    // Another tenant's topic does not count, one of its own does.
+    for (topic, expected) in [
+        (
+            "globex.metrics",
+            ResponseError::ClusterAuthorizationFailed.code(),
+        ),
+        ("acme.metrics", 0),
+    ] {
+        let creation = create_acls_request::AclCreation::default()
+            .with_resource_type(2) // TOPIC
+            .with_resource_name(StrBytes::from_static_str(topic))
+            .with_resource_pattern_type(3) // LITERAL
+            .with_principal(StrBytes::from_static_str("User:bob@acme"))
+            .with_host(StrBytes::from_static_str("*"))
+            .with_operation(4) // WRITE
+            .with_permission_type(3); // ALLOW
+        let created: CreateAclsResponse = Session::operator(&broker)
+            .send(
+                ApiKey::CreateAcls,
+                3,
+                &CreateAclsRequest::default().with_creations(vec![creation]),
+            )
+            .await;
+        assert_eq!(created.results[0].error_code, 0, "{created:?}");
+        assert_eq!(
+            producer_id_error(&bob).await,
+            expected,
+            "after WRITE on {topic}"
+        );
+    }
 }

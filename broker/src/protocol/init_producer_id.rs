@@ -1,6 +1,6 @@
 //! InitProducerId: a fresh producer id at epoch 0 for an idempotent
-//! producer. Transactions are not implemented, so a transactional id is
-//! refused.
+//! producer that may write somewhere (KIP-679). Transactions are not
+//! implemented, so a transactional id is refused.
 
 use std::sync::Arc;
 
@@ -10,6 +10,7 @@ use tracing::{debug, warn};
 
 use crate::broker::Broker;
 use crate::protocol::{count_error, RequestContext};
+use crate::tenant::acl;
 
 /// The id and epoch fields' "none" values.
 const NO_PRODUCER_ID: i64 = -1;
@@ -43,6 +44,26 @@ pub async fn handle(
         debug!(transactional_id = %transactional_id.as_str(), client_id = %context.client_id,
             "refusing a transactional producer: transactions are not supported");
         return failed(ResponseError::TransactionalIdAuthorizationFailed.code());
+    }
+    // KIP-679: IDEMPOTENT_WRITE on the cluster, or WRITE on some topic.
+    let image = broker.image();
+    let host = context.peer.ip().to_canonical().to_string();
+    let idempotent_write = context.authorize(
+        &image,
+        acl::operation::IDEMPOTENT_WRITE,
+        acl::resource_type::CLUSTER,
+        acl::CLUSTER_NAME,
+    );
+    if !idempotent_write
+        && !acl::may_write_some_topic(
+            image.acls.iter(),
+            image.broker_config.tenant_default_acls_enable,
+            &context.principal,
+            &host,
+        )
+    {
+        debug!(principal = %context.principal.name, "refusing a producer id: may write to no topic");
+        return failed(ResponseError::ClusterAuthorizationFailed.code());
     }
     // KIP-360 (v3+): an existing id and epoch come together or not at all.
     let has_id = request.producer_id.0 != NO_PRODUCER_ID;

@@ -309,6 +309,76 @@ pub fn authorize<'a>(
     allowed
 }
 
+/// Whether `principal` may write to at least one topic: Kafka's
+/// `authorizeByResourceType(TOPIC, WRITE)`, which since KIP-679 lets a
+/// producer get a producer id (InitProducerId without a transactional id)
+/// instead of IDEMPOTENT_WRITE on the cluster. An ALLOW for WRITE (or ALL)
+/// counts unless a DENY covers every topic it names; a tenant's bindings
+/// count only within its prefix, where its default rights (`tenant_defaults`)
+/// are an ALLOW on the whole prefix.
+pub fn may_write_some_topic<'a>(
+    acls: impl IntoIterator<Item = &'a AclBinding>,
+    tenant_defaults: bool,
+    principal: &Principal,
+    host: &str,
+) -> bool {
+    if principal.super_user {
+        return true;
+    }
+    let user = principal.kafka_principal();
+    let writes: Vec<&AclBinding> = acls
+        .into_iter()
+        .filter(|a| {
+            a.resource_type == resource_type::TOPIC
+                && (a.operation == operation::WRITE || a.operation == operation::ALL)
+                && a.applies_to(&user, host)
+        })
+        .collect();
+    // Each ALLOW as the topics it names: (prefixed, name); a literal `*` is
+    // every topic, the empty prefix.
+    let mut allowed: Vec<(bool, String)> = writes
+        .iter()
+        .filter(|a| a.permission == permission::ALLOW)
+        .filter_map(|a| match a.pattern_type {
+            pattern_type::LITERAL if a.resource_name == WILDCARD => Some((true, String::new())),
+            pattern_type::LITERAL => Some((false, a.resource_name.clone())),
+            pattern_type::PREFIXED => Some((true, a.resource_name.clone())),
+            _ => None,
+        })
+        .collect();
+    if let Some(scope) = &principal.tenant {
+        let prefix = scope.prefix();
+        // Narrowed to the tenant's own topics, the only ones it can touch.
+        allowed = allowed
+            .into_iter()
+            .filter_map(|(prefixed, name)| match prefixed {
+                true if prefix.starts_with(name.as_str()) => Some((true, prefix.to_owned())),
+                true if name.starts_with(prefix) => Some((true, name)),
+                false if scope.owns(&name) => Some((false, name)),
+                _ => None,
+            })
+            .collect();
+        if tenant_defaults {
+            allowed.push((true, prefix.to_owned()));
+        }
+    }
+    let denied = |prefixed: bool, name: &str| {
+        writes
+            .iter()
+            .filter(|a| a.permission == permission::DENY)
+            .any(|d| match d.pattern_type {
+                pattern_type::LITERAL => {
+                    d.resource_name == WILDCARD || (!prefixed && d.resource_name == name)
+                }
+                pattern_type::PREFIXED => name.starts_with(d.resource_name.as_str()),
+                _ => false,
+            })
+    };
+    allowed
+        .iter()
+        .any(|(prefixed, name)| !denied(*prefixed, name))
+}
+
 /// Kafka's names of resource types, by code.
 pub const RESOURCE_TYPE_NAMES: &[(i8, &str)] = &[
     (resource_type::ANY, "ANY"),
@@ -416,6 +486,59 @@ mod tests {
     use pattern_type::{LITERAL, PREFIXED};
     use permission::{ALLOW, DENY};
     use resource_type::{GROUP, TOPIC};
+
+    #[test]
+    fn writing_some_topic_follows_kip_679() {
+        let bob = user("bob");
+        let some = |acls: &[AclBinding], tenant_defaults, who: &Principal| {
+            may_write_some_topic(acls.iter(), tenant_defaults, who, "h")
+        };
+        // No binding: no topic to write to.
+        assert!(!some(&[], true, &bob));
+        let write_x = binding(TOPIC, "x", LITERAL, "User:bob", WRITE, ALLOW);
+        assert!(some(std::slice::from_ref(&write_x), false, &bob));
+        // READ is not WRITE; another principal's ALLOW is not bob's.
+        assert!(!some(
+            &[binding(TOPIC, "x", LITERAL, "User:bob", READ, ALLOW)],
+            false,
+            &bob
+        ));
+        assert!(!some(
+            &[binding(TOPIC, "x", LITERAL, "User:carol", ALL, ALLOW)],
+            false,
+            &bob
+        ));
+        // A DENY covering what the ALLOW names takes it away; one covering
+        // only part of a prefix does not.
+        let deny_prefix = binding(TOPIC, "x", PREFIXED, "User:*", WRITE, DENY);
+        assert!(!some(&[write_x.clone(), deny_prefix], false, &bob));
+        let allow_logs = binding(TOPIC, "logs.", PREFIXED, "User:bob", WRITE, ALLOW);
+        let deny_one = binding(TOPIC, "logs.a", LITERAL, "User:bob", WRITE, DENY);
+        assert!(some(&[allow_logs.clone(), deny_one], false, &bob));
+        let deny_all = binding(TOPIC, "*", LITERAL, "User:bob", ALL, DENY);
+        assert!(!some(&[allow_logs, deny_all], false, &bob));
+    }
+
+    #[test]
+    fn a_tenant_writes_within_its_prefix_only() {
+        let alice = user("alice@acme");
+        let some = |acls: &[AclBinding], tenant_defaults| {
+            may_write_some_topic(acls.iter(), tenant_defaults, &alice, "h")
+        };
+        // Its default rights are on its whole prefix.
+        assert!(some(&[], true));
+        assert!(!some(&[], false));
+        // Without defaults, an ALLOW counts only if it reaches its topics.
+        let elsewhere = binding(TOPIC, "globex.x", LITERAL, "User:alice@acme", WRITE, ALLOW);
+        assert!(!some(std::slice::from_ref(&elsewhere), false));
+        let own = binding(TOPIC, "acme.x", LITERAL, "User:alice@acme", WRITE, ALLOW);
+        assert!(some(std::slice::from_ref(&own), false));
+        let everything = binding(TOPIC, "*", LITERAL, "User:alice@acme", WRITE, ALLOW);
+        assert!(some(std::slice::from_ref(&everything), false));
+        // A DENY on its prefix takes even the defaults away.
+        let deny = binding(TOPIC, "acme.", PREFIXED, "User:alice@acme", WRITE, DENY);
+        assert!(!some(&[deny], true));
+    }
 
     #[test]
     fn super_users_may_do_everything() {
