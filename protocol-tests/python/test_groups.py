@@ -126,6 +126,12 @@ class Member:
         self.client_id = client_id
         self.consumer = _group_consumer(broker, group, client_id)
         self.consumer.subscribe([topic])
+        # Have the topic's partitions before the first poll joins the group.
+        # Otherwise kafka-python may join, be the leader and run its assignor
+        # before its first metadata answer ("No partition metadata for
+        # topic"), assign nothing, and (in about one run in ten here) not
+        # rejoin when the metadata comes, so the member never reads.
+        assert self.consumer.partitions_for_topic(topic), f"no metadata for {topic}"
         self.records = []
 
     def poll(self):
