@@ -47,20 +47,12 @@ pub async fn handle(
     }
     // KIP-679: IDEMPOTENT_WRITE on the cluster, or WRITE on some topic.
     let image = broker.image();
-    let host = context.peer.ip().to_canonical().to_string();
-    let idempotent_write = context.authorize(
+    if !context.authorize(
         &image,
         acl::operation::IDEMPOTENT_WRITE,
         acl::resource_type::CLUSTER,
         acl::CLUSTER_NAME,
-    );
-    if !idempotent_write
-        && !acl::may_write_some_topic(
-            image.acls.iter(),
-            image.broker_config.tenant_default_acls_enable,
-            &context.principal,
-            &host,
-        )
+    ) && !context.may_write_some_topic(&image)
     {
         debug!(principal = %context.principal.name, "refusing a producer id: may write to no topic");
         return failed(ResponseError::ClusterAuthorizationFailed.code());

@@ -160,22 +160,37 @@ impl RequestContext {
         if self.principal.super_user {
             return true;
         }
-        // The peer's address as ACLs name it (an IPv4 client on a dual-stack
-        // socket as IPv4), only when there are ACLs to compare it with.
-        let host = if image.acls.is_empty() {
-            String::new()
-        } else {
-            self.peer.ip().to_canonical().to_string()
-        };
         crate::tenant::acl::authorize(
             image.acls.iter(),
             image.broker_config.tenant_default_acls_enable,
             &self.principal,
-            &host,
+            &self.acl_host(image),
             op,
             kind,
             name,
         )
+    }
+
+    /// Whether the principal may write to at least one topic (KIP-679);
+    /// see [`crate::tenant::acl::may_write_some_topic`].
+    pub fn may_write_some_topic(&self, image: &crate::cluster::metadata::MetadataImage) -> bool {
+        self.principal.super_user
+            || crate::tenant::acl::may_write_some_topic(
+                image.acls.iter(),
+                image.broker_config.tenant_default_acls_enable,
+                &self.principal,
+                &self.acl_host(image),
+            )
+    }
+
+    /// The peer's address as ACLs name it (an IPv4 client on a dual-stack
+    /// socket as IPv4), only when there are ACLs to compare it with.
+    fn acl_host(&self, image: &crate::cluster::metadata::MetadataImage) -> String {
+        if image.acls.is_empty() {
+            String::new()
+        } else {
+            self.peer.ip().to_canonical().to_string()
+        }
     }
 
     /// [`Self::authorize`] on a topic.
