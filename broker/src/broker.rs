@@ -2,8 +2,9 @@
 //! order and [`RunningBroker::shutdown`] takes them down in reverse:
 //!
 //! 1. open RocksDB and the log writer, load metadata, host the partitions;
-//!    start the group coordinator (it loads `__consumer_offsets` in the
-//!    background, answering COORDINATOR_LOAD_IN_PROGRESS until done);
+//!    start the group and transaction coordinators (they load
+//!    `__consumer_offsets` and `__transaction_state` in the background,
+//!    answering COORDINATOR_LOAD_IN_PROGRESS until done);
 //! 2. bind the Kafka and HTTP listeners, start retention; mark ready.
 //!
 //! Shutdown: stop accepting, let connections finish what they have in flight
@@ -30,8 +31,9 @@ use crate::cluster::records::{BrokerRegistration, Endpoint};
 use crate::cluster::store::MetadataStore;
 use crate::cluster::topic_record::TopicRecord;
 use crate::config::BrokerConfig;
-use crate::coordinator::group_coordinator::GroupCoordinator;
+use crate::coordinator::group_coordinator::{GroupCoordinator, GroupTxnCompletion};
 use crate::coordinator::producer_id::ProducerIdManager;
+use crate::coordinator::transaction_coordinator::TransactionCoordinator;
 use crate::error::{Error, Result};
 use crate::log::reclaim::BlobGcPolicy;
 use crate::log::LogManager;
@@ -49,6 +51,8 @@ pub struct Broker {
     pub replicas: Arc<ReplicaManager>,
     /// Consumer groups and committed offsets.
     pub groups: Arc<GroupCoordinator>,
+    /// Transactional ids and their transactions.
+    pub txns: Arc<TransactionCoordinator>,
     /// Producer ids for InitProducerId.
     pub producer_ids: Arc<ProducerIdManager>,
     /// Bytes of requests in flight (`queued.max.request.bytes`), one permit
@@ -388,11 +392,22 @@ pub async fn start(mut config: BrokerConfig) -> anyhow::Result<RunningBroker> {
     // clients do not start with COORDINATOR_LOAD_IN_PROGRESS.
     groups.sync_leadership(&controller.image()).await;
     groups.start();
+    replicas.set_txn_completion(Arc::new(GroupTxnCompletion(Arc::downgrade(&groups))));
+    let txns = TransactionCoordinator::new(
+        config.clone(),
+        metadata.clone(),
+        replicas.clone(),
+        producer_ids.clone(),
+        shutdown.clone(),
+    );
+    txns.sync_leadership(&controller.image()).await;
+    txns.start();
     let broker = Arc::new(Broker {
         config: config.clone(),
         metadata: metadata.clone(),
         replicas: replicas.clone(),
         groups,
+        txns,
         producer_ids,
         request_memory: Arc::new(tokio::sync::Semaphore::new(
             config.queued_max_request_bytes as usize,
@@ -496,6 +511,7 @@ impl RunningBroker {
             while self.tasks.join_next().await.is_some() {}
         }
         self.broker.groups.shutdown().await;
+        self.broker.txns.shutdown().await;
         self.broker.replicas.stop_fetchers();
         if let Some(Gossip(gossip)) = self.gossip.take() {
             if let Ok(handle) = Arc::try_unwrap(gossip) {

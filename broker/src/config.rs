@@ -181,6 +181,14 @@ pub struct BrokerConfig {
     pub shutdown_timeout_ms: u64,
     /// `offsets.topic.num.partitions`: partitions of `__consumer_offsets` when it is created.
     pub offsets_topic_num_partitions: i32,
+    /// `transaction.state.log.num.partitions`: partitions of `__transaction_state` when it is
+    /// created.
+    pub transaction_state_log_num_partitions: i32,
+    /// `transaction.max.timeout.ms`: the longest `transaction.timeout.ms` a producer may ask for.
+    pub transaction_max_timeout_ms: i32,
+    /// `transaction.abort.timed.out.transaction.cleanup.interval.ms`: how often the transaction
+    /// coordinator aborts transactions open longer than their timeout.
+    pub transaction_abort_timed_out_transaction_cleanup_interval_ms: u64,
     /// `offsets.topic.segment.bytes`: bytes a `__consumer_offsets` partition may hold before the
     /// coordinator compacts it (rewrites the live state, drops the rest).
     pub offsets_topic_segment_bytes: i64,
@@ -258,6 +266,9 @@ impl Default for BrokerConfig {
             quota_window_size_seconds: 1,
             shutdown_timeout_ms: 10_000,
             offsets_topic_num_partitions: 50,
+            transaction_state_log_num_partitions: 50,
+            transaction_max_timeout_ms: 900_000,
+            transaction_abort_timed_out_transaction_cleanup_interval_ms: 10_000,
             offsets_topic_segment_bytes: 100 * 1024 * 1024,
             offsets_retention_minutes: 7 * 24 * 60,
             offsets_retention_check_interval_ms: 600_000,
@@ -324,6 +335,9 @@ pub const SETTING_NAMES: &[&str] = &[
     "shutdown.timeout.ms",
     "offsets.topic.num.partitions",
     "offsets.topic.segment.bytes",
+    "transaction.state.log.num.partitions",
+    "transaction.max.timeout.ms",
+    "transaction.abort.timed.out.transaction.cleanup.interval.ms",
     "offsets.retention.minutes",
     "offsets.retention.check.interval.ms",
     "offset.metadata.max.bytes",
@@ -424,6 +438,14 @@ impl BrokerConfig {
                 self.offsets_topic_num_partitions = parse(name, value)?
             }
             "offsets.topic.segment.bytes" => self.offsets_topic_segment_bytes = parse(name, value)?,
+            "transaction.state.log.num.partitions" => {
+                self.transaction_state_log_num_partitions = parse(name, value)?
+            }
+            "transaction.max.timeout.ms" => self.transaction_max_timeout_ms = parse(name, value)?,
+            "transaction.abort.timed.out.transaction.cleanup.interval.ms" => {
+                self.transaction_abort_timed_out_transaction_cleanup_interval_ms =
+                    parse(name, value)?
+            }
             "offsets.retention.minutes" => self.offsets_retention_minutes = parse(name, value)?,
             "offsets.retention.check.interval.ms" => {
                 self.offsets_retention_check_interval_ms = parse(name, value)?
@@ -511,6 +533,13 @@ impl BrokerConfig {
             "shutdown.timeout.ms" => self.shutdown_timeout_ms.to_string(),
             "offsets.topic.num.partitions" => self.offsets_topic_num_partitions.to_string(),
             "offsets.topic.segment.bytes" => self.offsets_topic_segment_bytes.to_string(),
+            "transaction.state.log.num.partitions" => {
+                self.transaction_state_log_num_partitions.to_string()
+            }
+            "transaction.max.timeout.ms" => self.transaction_max_timeout_ms.to_string(),
+            "transaction.abort.timed.out.transaction.cleanup.interval.ms" => self
+                .transaction_abort_timed_out_transaction_cleanup_interval_ms
+                .to_string(),
             "offsets.retention.minutes" => self.offsets_retention_minutes.to_string(),
             "offsets.retention.check.interval.ms" => {
                 self.offsets_retention_check_interval_ms.to_string()
@@ -766,6 +795,12 @@ impl BrokerConfig {
         }
         if self.offsets_topic_num_partitions < 1 || self.offsets_retention_check_interval_ms == 0 {
             bail!("`offsets.topic.num.partitions` and `offsets.retention.check.interval.ms` must be positive");
+        }
+        if self.transaction_state_log_num_partitions < 1
+            || self.transaction_max_timeout_ms < 1
+            || self.transaction_abort_timed_out_transaction_cleanup_interval_ms == 0
+        {
+            bail!("`transaction.state.log.num.partitions`, `transaction.max.timeout.ms` and `transaction.abort.timed.out.transaction.cleanup.interval.ms` must be positive");
         }
         if self.group_min_session_timeout_ms < 1
             || self.group_max_session_timeout_ms < self.group_min_session_timeout_ms

@@ -17,7 +17,8 @@
 //!   and Kafka's ISR replication (leader and follower sides, pure rules).
 //! - [`cluster`]: the metadata log (records, image), the Raft controller,
 //!   internal RPC, gossip membership and heartbeats.
-//! - [`coordinator`]: consumer groups, committed offsets, producer-id blocks.
+//! - [`coordinator`]: consumer groups, committed offsets, transactions,
+//!   producer-id blocks.
 //! - [`tenant`]: principals, tenants' names (the one mapping to internal
 //!   names), SASL (PLAIN, SCRAM) and the rewriting of tenants' requests.
 //! - [`metrics`]: Prometheus metrics and the HTTP endpoint.

@@ -186,6 +186,14 @@ pub static LOG_DUPLICATE_BATCHES_TOTAL: LazyLock<IntCounter> = LazyLock::new(|| 
 });
 
 /// Partitions hosted by this node.
+pub static TXN_COMPLETED_TOTAL: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "metrobus_txn_completed_total",
+        "Transactions this node's coordinator completed (markers written), by outcome",
+        &["outcome"],
+    )
+});
+
 pub static PARTITIONS: LazyLock<IntGauge> = LazyLock::new(|| {
     register(IntGauge::new("metrobus_partitions", "Partitions hosted by this node").expect("valid"))
 });
@@ -502,6 +510,7 @@ pub fn init() {
     LazyLock::force(&LOG_START_OFFSET);
     LazyLock::force(&PRODUCER_IDS);
     LazyLock::force(&LOG_DUPLICATE_BATCHES_TOTAL);
+    LazyLock::force(&TXN_COMPLETED_TOTAL);
     LazyLock::force(&PARTITIONS);
     LazyLock::force(&TOPICS);
     LazyLock::force(&CONNECTIONS);

@@ -11,10 +11,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use common::{now_ms, values, Client, TestBroker};
 use indexmap::IndexMap;
-use kafka_protocol::messages::{
-    ApiKey, InitProducerIdRequest, InitProducerIdResponse, ProducerId, TransactionalId,
-};
-use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::messages::{ApiKey, InitProducerIdRequest, InitProducerIdResponse, ProducerId};
 use kafka_protocol::records::{
     Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
@@ -22,7 +19,6 @@ use metrobus::log::partition::PartitionLog;
 
 const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
 const INVALID_PRODUCER_EPOCH: i16 = 47;
-const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: i16 = 53;
 const INVALID_REQUEST: i16 = 42;
 
 /// A batch of `count` records from producer `pid` at `epoch`, sequences
@@ -96,7 +92,7 @@ async fn stored(client: &mut Client, topic: &str) -> Vec<(i64, String)> {
 }
 
 #[tokio::test]
-async fn init_producer_id_hands_out_fresh_ids_and_refuses_transactions() {
+async fn init_producer_id_hands_out_fresh_ids() {
     let broker = TestBroker::start().await;
     let mut client = broker.client().await;
     let mut ids = Vec::new();
@@ -133,14 +129,6 @@ async fn init_producer_id_hands_out_fresh_ids_and_refuses_transactions() {
     let response: InitProducerIdResponse = client.send(ApiKey::InitProducerId, 4, &request).await;
     assert_eq!(response.error_code, INVALID_REQUEST);
 
-    let request = InitProducerIdRequest::default()
-        .with_transactional_id(Some(TransactionalId(StrBytes::from_static_str("txn-1"))))
-        .with_transaction_timeout_ms(60_000)
-        .with_producer_id(ProducerId(-1))
-        .with_producer_epoch(-1);
-    let response: InitProducerIdResponse = client.send(ApiKey::InitProducerId, 4, &request).await;
-    assert_eq!(response.error_code, TRANSACTIONAL_ID_AUTHORIZATION_FAILED);
-    assert_eq!(response.producer_id.0, -1);
     // The request's default transactional id is "", not null: invalid.
     let request = InitProducerIdRequest::default();
     let response: InitProducerIdResponse = client.send(ApiKey::InitProducerId, 4, &request).await;

@@ -212,3 +212,55 @@ def test_default_producer_is_idempotent(broker, admin):
     records = _poll_n(consumer, 1)
     assert records[0].value == b"idempotent"
     consumer.close()
+
+
+def test_transactions_commit_abort_and_read_committed(broker, admin):
+    """kafka-python's own transactional producer (not librdkafka's): the
+    committed transaction reaches a read_committed consumer, the aborted
+    one only a read_uncommitted consumer."""
+    topic = _name("py-txn")
+    _create(admin, topic)
+    producer = KafkaProducer(
+        bootstrap_servers=broker.bootstrap,
+        client_id="metrobus-kafka-python",
+        transactional_id=_name("py-tx"),
+        request_timeout_ms=OP_TIMEOUT_S * 1000,
+    )
+    producer.init_transactions()
+    producer.begin_transaction()
+    for i in range(3):
+        producer.send(topic, f"c{i}".encode(), partition=0)
+    producer.commit_transaction()
+    producer.begin_transaction()
+    producer.send(topic, b"aborted", partition=0)
+    producer.flush()
+    producer.abort_transaction()
+    producer.begin_transaction()
+    producer.send(topic, b"c3", partition=0)
+    producer.commit_transaction()
+    producer.close()
+
+    def read(isolation, n):
+        consumer = KafkaConsumer(
+            bootstrap_servers=broker.bootstrap,
+            client_id="metrobus-kafka-python",
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            isolation_level=isolation,
+            request_timeout_ms=OP_TIMEOUT_S * 1000 + 5000,
+        )
+        consumer.assign([TopicPartition(topic, 0)])
+        got = [r.value for r in _poll_n(consumer, n)]
+        # Nothing more arrives: the aborted record is not late, it is gone.
+        extra = consumer.poll(timeout_ms=1000)
+        consumer.close()
+        return got, sum(len(v) for v in extra.values())
+
+    committed, extra = read("read_committed", 4)
+    assert committed == [b"c0", b"c1", b"c2", b"c3"]
+    assert extra == 0
+    everything, extra = read("read_uncommitted", 5)
+    assert everything == [b"c0", b"c1", b"c2", b"aborted", b"c3"]
+    assert extra == 0
+    broker.assert_alive()

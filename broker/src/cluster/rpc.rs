@@ -1,7 +1,7 @@
 //! The internal RPC between nodes, on `controller.listener` (TCP): Raft's
 //! messages, proposals forwarded to the active controller, broker
-//! heartbeats, ISR changes (AlterPartition), controlled shutdown and replica
-//! fetching. Kafka clients never see it, as Kafka keeps its controller and
+//! heartbeats, ISR changes (AlterPartition), controlled shutdown, replica
+//! fetching and transaction markers. Kafka clients never see it, as Kafka keeps its controller and
 //! inter-broker traffic apart from client listeners.
 //!
 //! Framing: a big-endian u32 length, then a bincode body. A connection
@@ -24,6 +24,7 @@ use uuid::Uuid;
 
 use crate::cluster::controller::TypeConfig;
 use crate::cluster::records::{BrokerRegistration, ControllerReply, MetadataRecord};
+use crate::replication::txn_markers::{MarkerResults, TxnMarkers};
 
 /// The largest frame either side accepts: replica fetches are bounded by
 /// `replica.fetch.response.max.bytes` well below this.
@@ -110,6 +111,8 @@ pub enum RpcRequest {
         broker: i32,
     },
     ReplicaFetch(ReplicaFetchRequest),
+    /// A transaction coordinator's markers for partitions this node leads.
+    WriteTxnMarkers(TxnMarkers),
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -126,6 +129,7 @@ pub enum RpcResponse {
     AlterPartition(ControllerReply),
     ControlledShutdown(ControllerReply),
     ReplicaFetch(Vec<ReplicaFetchedPartition>),
+    WriteTxnMarkers(MarkerResults),
 }
 
 /// Why a call failed.
@@ -326,6 +330,9 @@ async fn serve_connection(
             }
             RpcRequest::ReplicaFetch(request) => {
                 RpcResponse::ReplicaFetch(replicas.replica_fetch(request).await)
+            }
+            RpcRequest::WriteTxnMarkers(markers) => {
+                RpcResponse::WriteTxnMarkers(replicas.write_txn_markers(markers).await)
             }
         };
         let bytes = bincode::serialize(&response)

@@ -24,11 +24,8 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
 use tokio::sync::{oneshot, Notify};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -38,40 +35,25 @@ use super::group::{
     CommittedOffset, Effects, Group, GroupConfig, GroupState, JoinOutcome, JoinParams, JoinResult,
     Protocol, Reply, SyncOutcome, SyncResult,
 };
+use super::internal_topic::{InternalTopic, TxnProducer};
 use super::record::{self, GroupValue, MemberValue, OffsetValue, RecordKey};
 use crate::cluster::store::MetadataStore;
 use crate::config::BrokerConfig;
 use crate::error::{Error, Result};
 use crate::log::now_ms;
-use crate::log::reader;
 use crate::log::writer::AppendResult;
 use crate::metrics;
-use crate::replication::replica_manager::AppendRequest;
+use crate::replication::txn_markers::TxnCompletion;
 use crate::replication::ReplicaManager;
 
 /// How long a group request waits for its partition to finish loading
 /// before answering COORDINATOR_LOAD_IN_PROGRESS.
 const LOAD_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// How long a group write waits for the in-sync replicas.
-const COMMIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
-
 /// Kafka's internal topic of group metadata and committed offsets.
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 
-/// Java's `String.hashCode`, over UTF-16 code units.
-fn java_string_hash(s: &str) -> i32 {
-    s.encode_utf16()
-        .fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(i32::from(c)))
-}
-
-/// The `__consumer_offsets` partition of a group, as Kafka computes it.
-pub fn partition_for(group_id: &str, partitions: i32) -> i32 {
-    let hash = java_string_hash(group_id);
-    // Kafka's Utils.abs: MIN_VALUE maps to 0.
-    let abs = if hash == i32::MIN { 0 } else { hash.abs() };
-    abs % partitions.max(1)
-}
+pub use super::internal_topic::partition_for;
 
 /// One offset to commit.
 #[derive(Debug, Clone)]
@@ -132,6 +114,17 @@ struct Inner {
     /// Writes queued and not yet answered, per partition: a snapshot
     /// (compaction) waits until there are none.
     in_flight: HashMap<i32, usize>,
+    /// Transactional offset commits waiting for their producer's marker.
+    pending_txn: HashMap<i64, Vec<PendingTxnOffset>>,
+}
+
+/// An offset committed inside a transaction, not yet committed or aborted.
+#[derive(Debug, Clone)]
+struct PendingTxnOffset {
+    group: String,
+    topic: String,
+    partition: i32,
+    committed: CommittedOffset,
 }
 
 type WriteFuture = Pin<Box<dyn Future<Output = Result<AppendResult>> + Send>>;
@@ -178,9 +171,9 @@ pub struct GroupCoordinator {
     group_config: GroupConfig,
     metadata: Arc<MetadataStore>,
     replicas: Arc<ReplicaManager>,
+    /// `__consumer_offsets`.
+    topic: InternalTopic,
     inner: Mutex<Inner>,
-    /// Serialises creation of the offsets topic.
-    create_lock: tokio::sync::Mutex<()>,
     /// Woken whenever an offsets partition finishes loading.
     loaded: Notify,
     shutdown: CancellationToken,
@@ -192,6 +185,19 @@ pub struct GroupCoordinator {
 impl std::fmt::Debug for GroupCoordinator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("GroupCoordinator").finish_non_exhaustive()
+    }
+}
+
+/// The replica manager's way to the group coordinator when a transaction
+/// marker lands in an offsets partition.
+#[derive(Debug)]
+pub struct GroupTxnCompletion(pub std::sync::Weak<GroupCoordinator>);
+
+impl TxnCompletion for GroupTxnCompletion {
+    fn complete_txn(&self, offsets_partition: i32, producer_id: i64, commit: bool) {
+        if let Some(groups) = self.0.upgrade() {
+            groups.complete_txn(offsets_partition, producer_id, commit);
+        }
     }
 }
 
@@ -218,13 +224,25 @@ impl GroupCoordinator {
             max_session_timeout_ms: config.group_max_session_timeout_ms,
             max_size: config.group_max_size,
         };
+        let mut configs = BTreeMap::new();
+        let _ = configs.insert("cleanup.policy".to_owned(), "compact".to_owned());
+        // Offsets are not deleted by time: they expire per group.
+        let _ = configs.insert("retention.ms".to_owned(), "-1".to_owned());
+        let topic = InternalTopic::new(
+            OFFSETS_TOPIC,
+            config.offsets_topic_num_partitions,
+            configs,
+            config.clone(),
+            metadata.clone(),
+            replicas.clone(),
+        );
         Arc::new(GroupCoordinator {
             config,
             group_config,
             metadata,
             replicas,
+            topic,
             inner: Mutex::new(Inner::default()),
-            create_lock: tokio::sync::Mutex::new(()),
             loaded: Notify::new(),
             shutdown,
             tasks: Mutex::new(JoinSet::new()),
@@ -252,11 +270,7 @@ impl GroupCoordinator {
     }
 
     fn partitions(&self) -> i32 {
-        self.metadata
-            .image()
-            .topic(OFFSETS_TOPIC)
-            .map(|t| t.partitions)
-            .unwrap_or(self.config.offsets_topic_num_partitions)
+        self.topic.partitions()
     }
 
     /// Loads every partition of an existing offsets topic and starts the
@@ -279,75 +293,31 @@ impl GroupCoordinator {
     /// Creates the offsets topic if it does not exist yet (Kafka creates it
     /// on the first FindCoordinator too).
     async fn ensure_topic(&self) -> std::result::Result<(), ResponseError> {
-        if self.metadata.image().topic(OFFSETS_TOPIC).is_some() {
+        let Some(image) = self.topic.ensure().await? else {
             return Ok(());
-        }
-        let _guard = self.create_lock.lock().await;
-        if self.metadata.image().topic(OFFSETS_TOPIC).is_some() {
-            return Ok(());
-        }
-        let partitions = self.config.offsets_topic_num_partitions;
-        let replicas = self.replicas.clone();
-        let mut configs = BTreeMap::new();
-        let _ = configs.insert("cleanup.policy".to_owned(), "compact".to_owned());
-        // Offsets are not deleted by time: they expire per group.
-        let _ = configs.insert("retention.ms".to_owned(), "-1".to_owned());
-        let replication_factor = self
-            .config
-            .replication_factor()
-            .min(self.metadata.image().live_brokers().len().max(1) as i16);
-        let created = match self
-            .metadata
-            .create_topic(OFFSETS_TOPIC, partitions, replication_factor, None, configs)
-            .await
-        {
-            Ok(_) => {
-                let image = self.metadata.image();
-                tokio::task::spawn_blocking(move || replicas.reconcile(&image).map(|_| ())).await
-            }
-            Err(e) => Ok(Err(e)),
         };
-        match created {
-            Ok(Ok(())) => {
-                info!(partitions, "created the offsets topic");
-                // New and empty: the partitions led here are loaded at once.
-                let image = self.metadata.image();
-                if let Some(topic) = image.topic(OFFSETS_TOPIC) {
-                    let mut inner = self.lock();
-                    for (p, registration) in image.partitions(&topic.id).iter().enumerate() {
-                        // Unless the leadership loop already started loading
-                        // it: a second, later "loaded" mark would let its
-                        // replay overwrite what requests changed meanwhile.
-                        if registration.leader == self.config.node_id {
-                            let _ = inner
-                                .partitions
-                                .entry(p as i32)
-                                .or_insert(PartitionStatus::Loaded);
-                        }
-                    }
-                }
-                Ok(())
-            }
-            Ok(Err(e)) => {
-                warn!(error = %e, "creating the offsets topic failed");
-                Err(ResponseError::CoordinatorNotAvailable)
-            }
-            Err(e) => {
-                warn!(error = %e, "creating the offsets topic failed");
-                Err(ResponseError::CoordinatorNotAvailable)
-            }
+        // New and empty: the partitions led here are loaded at once.
+        let mut inner = self.lock();
+        for p in self.topic.led_partitions(&image).unwrap_or_default() {
+            // Unless the leadership loop already started loading it: a
+            // second, later "loaded" mark would let its replay overwrite
+            // what requests changed meanwhile.
+            let _ = inner.partitions.entry(p).or_insert(PartitionStatus::Loaded);
         }
+        Ok(())
     }
 
     /// The node that coordinates `group_id`: the leader of its offsets
     /// partition (None while the topic is missing or the partition has no
     /// leader).
     pub fn coordinator_node(&self, group_id: &str) -> Option<i32> {
-        let image = self.metadata.image();
-        let topic = image.topic(OFFSETS_TOPIC)?;
-        let partition = partition_for(group_id, topic.partitions);
-        let leader = image.partition(&topic.id, partition)?.leader;
-        (leader >= 0).then_some(leader)
+        self.topic.coordinator_node(group_id)
+    }
+
+    /// The offsets partition of a group (AddOffsetsToTxn adds it to the
+    /// transaction).
+    pub fn partition_of(&self, group_id: &str) -> i32 {
+        self.topic.partition_of(group_id)
     }
 
     /// Follows the offsets topic's leadership until shutdown (see
@@ -374,13 +344,7 @@ impl GroupCoordinator {
         let Some(topic) = image.topic(OFFSETS_TOPIC) else {
             return;
         };
-        let led: Vec<i32> = image
-            .partitions(&topic.id)
-            .iter()
-            .enumerate()
-            .filter(|(_, p)| p.leader == self.config.node_id)
-            .map(|(i, _)| i as i32)
-            .collect();
+        let led = self.topic.led_partitions(image).unwrap_or_default();
         let (to_load, to_drop) = {
             let mut inner = self.lock();
             let to_drop: Vec<i32> = inner
@@ -397,6 +361,10 @@ impl GroupCoordinator {
                 inner
                     .groups
                     .retain(|g, _| !to_drop.contains(&partition_for(g, partitions)));
+                for offsets in inner.pending_txn.values_mut() {
+                    offsets.retain(|o| !to_drop.contains(&partition_for(&o.group, partitions)));
+                }
+                inner.pending_txn.retain(|_, offsets| !offsets.is_empty());
             }
             let to_load: Vec<i32> = led
                 .iter()
@@ -411,20 +379,7 @@ impl GroupCoordinator {
         if !to_drop.is_empty() {
             info!(partitions = ?to_drop, "no longer coordinating these offsets partitions");
         }
-        if to_load
-            .iter()
-            .any(|p| self.replicas.logs().get(topic.id, *p).is_none())
-        {
-            // This image may not be hosted yet (the replica manager follows
-            // the same images): host it first, reconciling is idempotent.
-            let replicas = self.replicas.clone();
-            let image = image.clone();
-            match tokio::task::spawn_blocking(move || replicas.reconcile(&image)).await {
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => warn!(error = %e, "hosting the offsets partitions failed"),
-                Err(e) => warn!(error = %e, "hosting task failed"),
-            }
-        }
+        self.topic.host(image, &to_load).await;
         for p in to_load {
             match self.load_partition(p).await {
                 Ok(groups) => debug!(partition = p, groups, "offsets partition loaded"),
@@ -563,7 +518,7 @@ impl GroupCoordinator {
             let key = record::group_key(group_id);
             let partition = partition_for(group_id, self.partitions());
             delivery.write = self
-                .queue_records(inner, partition, vec![(key, Some(value))])
+                .queue_records(inner, partition, vec![(key, Some(value))], None)
                 .ok();
         }
         delivery
@@ -576,40 +531,11 @@ impl GroupCoordinator {
         inner: &mut Inner,
         partition: i32,
         records: Vec<(Bytes, Option<Bytes>)>,
+        producer: Option<TxnProducer>,
     ) -> Result<WriteFuture> {
-        let image = self.metadata.image();
-        let topic = image
-            .topic(OFFSETS_TOPIC)
-            .ok_or_else(|| Error::api(ResponseError::CoordinatorNotAvailable))?;
-        let log = self
-            .replicas
-            .logs()
-            .get(topic.id, partition)
-            .ok_or_else(|| Error::api(ResponseError::CoordinatorNotAvailable))?;
-        if !log.is_leader() {
-            return Err(Error::api(ResponseError::NotCoordinator));
-        }
-        let batch = encode_batch(records)?;
-        let append = self.replicas.append_records(vec![AppendRequest {
-            partition: log.clone(),
-            records: batch,
-            max_message_bytes: i32::MAX,
-        }]);
+        let write = self.topic.append(partition, records, producer)?;
         *inner.in_flight.entry(partition).or_default() += 1;
-        let replicas = self.replicas.clone();
-        Ok(Box::pin(async move {
-            let result = append
-                .await
-                .pop()
-                .unwrap_or_else(|| Err(Error::Internal("no append result".into())))?;
-            // Kafka writes the offsets topic with acks=all: a commit is
-            // answered once every in-sync replica has it, so it survives
-            // the loss of this coordinator.
-            replicas
-                .wait_replicated(&log, result.last_offset + 1, 1, COMMIT_TIMEOUT)
-                .await?;
-            Ok(result)
-        }))
+        Ok(Box::pin(write))
     }
 
     fn write_done(&self, partition: i32) {
@@ -802,7 +728,7 @@ impl GroupCoordinator {
                     )
                 })
                 .collect();
-            match self.queue_records(&mut inner, partition, records) {
+            match self.queue_records(&mut inner, partition, records, None) {
                 Ok(write) => write,
                 Err(e) => return all(storage_to_commit_error(&e)),
             }
@@ -835,6 +761,131 @@ impl GroupCoordinator {
                 warn!(group = group_id, error = %e, "offset commit write failed");
                 all(storage_to_commit_error(&e))
             }
+        }
+    }
+
+    /// TxnOffsetCommit: offsets committed inside a producer's transaction.
+    /// They are written now, as transactional records of the producer, and
+    /// count once its COMMIT marker reaches the group's partition
+    /// ([`Self::complete_txn`]). One result per offset, in order.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn commit_txn_offsets(
+        self: &Arc<Self>,
+        group_id: &str,
+        producer: TxnProducer,
+        generation_id: i32,
+        member_id: &str,
+        instance: Option<&str>,
+        offsets: Vec<OffsetCommit>,
+    ) -> Vec<std::result::Result<(), ResponseError>> {
+        let all = |e: ResponseError| vec![Err(e); offsets.len()];
+        let partition = match self.ready(group_id).await {
+            Ok(p) => p,
+            Err(e) => return all(e),
+        };
+        if offsets.is_empty() {
+            return Vec::new();
+        }
+        let now = now_ms();
+        let write = {
+            let mut inner = self.lock();
+            // Kafka checks the member only when the client names its
+            // generation (TxnOffsetCommit v3+, KIP-447).
+            if generation_id >= 0 {
+                match inner.groups.get_mut(group_id) {
+                    None => return all(ResponseError::IllegalGeneration),
+                    Some(slot) => {
+                        if let Err(e) =
+                            slot.group
+                                .validate_commit(generation_id, member_id, instance, now)
+                        {
+                            return all(e);
+                        }
+                    }
+                }
+            }
+            let records = offsets
+                .iter()
+                .map(|o| {
+                    (
+                        record::offset_key(group_id, &o.topic, o.partition),
+                        Some(record::offset_value(&OffsetValue {
+                            offset: o.offset,
+                            leader_epoch: o.leader_epoch,
+                            metadata: o.metadata.clone(),
+                            commit_timestamp: now,
+                        })),
+                    )
+                })
+                .collect();
+            match self.queue_records(&mut inner, partition, records, Some(producer)) {
+                Ok(write) => write,
+                Err(e) => return all(storage_to_commit_error(&e)),
+            }
+        };
+        let written = write.await;
+        let mut inner = self.lock();
+        if let Some(n) = inner.in_flight.get_mut(&partition) {
+            *n = n.saturating_sub(1);
+        }
+        match written {
+            Ok(at) => {
+                let pending = inner.pending_txn.entry(producer.producer_id).or_default();
+                for (i, o) in offsets.iter().enumerate() {
+                    pending.push(PendingTxnOffset {
+                        group: group_id.to_owned(),
+                        topic: o.topic.clone(),
+                        partition: o.partition,
+                        committed: CommittedOffset {
+                            offset: o.offset,
+                            leader_epoch: o.leader_epoch,
+                            metadata: o.metadata.clone(),
+                            commit_timestamp_ms: now,
+                            log_offset: at.base_offset + i as i64,
+                        },
+                    });
+                }
+                vec![Ok(()); offsets.len()]
+            }
+            Err(e) => {
+                warn!(group = group_id, error = %e, "transactional offset commit write failed");
+                all(storage_to_commit_error(&e))
+            }
+        }
+    }
+
+    /// The partitions of `group_id` with transactional offsets waiting for
+    /// their transaction's outcome.
+    pub fn pending_txn_offsets(&self, group_id: &str) -> HashSet<(String, i32)> {
+        self.lock()
+            .pending_txn
+            .values()
+            .flatten()
+            .filter(|o| o.group == group_id)
+            .map(|o| (o.topic.clone(), o.partition))
+            .collect()
+    }
+
+    /// A transaction marker was written to offsets partition `partition`:
+    /// the producer's pending offsets there count (COMMIT) or are dropped.
+    pub fn complete_txn(self: &Arc<Self>, partition: i32, producer_id: i64, commit: bool) {
+        let partitions = self.partitions();
+        let mut inner = self.lock();
+        let Some(mut pending) = inner.pending_txn.remove(&producer_id) else {
+            return;
+        };
+        let (done, rest): (Vec<_>, Vec<_>) = pending
+            .drain(..)
+            .partition(|o| partition_for(&o.group, partitions) == partition);
+        if !rest.is_empty() {
+            let _ = inner.pending_txn.insert(producer_id, rest);
+        }
+        if !commit {
+            return;
+        }
+        for o in done {
+            let slot = self.slot(&mut inner, &o.group);
+            slot.group.apply_commit(&o.topic, o.partition, o.committed);
         }
     }
 
@@ -957,7 +1008,7 @@ impl GroupCoordinator {
                 .collect();
             records.push((record::group_key(group_id), None));
             let write = self
-                .queue_records(&mut inner, partition, records)
+                .queue_records(&mut inner, partition, records, None)
                 .map_err(|e| storage_to_commit_error(&e))?;
             if let Some(mut slot) = inner.groups.remove(group_id) {
                 let _ = slot.group.mark_dead(now_ms());
@@ -1016,7 +1067,7 @@ impl GroupCoordinator {
                 None
             } else {
                 Some(
-                    self.queue_records(&mut inner, partition, records)
+                    self.queue_records(&mut inner, partition, records, None)
                         .map_err(|e| storage_to_commit_error(&e))?,
                 )
             };
@@ -1031,58 +1082,60 @@ impl GroupCoordinator {
     }
 
     /// Replays one partition; returns the number of groups found.
+    ///
+    /// Transactional offset commits (TxnOffsetCommit) count once their
+    /// producer's COMMIT marker follows them, and not at all after an
+    /// ABORT; those still open at the end wait in memory for their marker
+    /// (Kafka's pending transactional offsets).
     async fn load_partition(self: &Arc<Self>, partition: i32) -> Result<usize> {
-        let image = self.metadata.image();
-        let topic = image
-            .topic(OFFSETS_TOPIC)
-            .ok_or_else(|| Error::Internal("offsets topic missing".into()))?;
-        let log = self
-            .replicas
-            .logs()
-            .get(topic.id, partition)
-            .ok_or_else(|| Error::Internal("offsets partition not hosted".into()))?;
-        let db = self.replicas.logs().db().clone();
-        // To the log end, as Kafka's coordinator loads: a new leader's own
-        // high watermark lags the old leader's until its followers fetch
-        // again, and a commit acknowledged just before the old leader died
-        // sits between the two. Everything in the new leader's log is what
-        // the partition keeps (followers truncate to it).
-        let upper = log.offsets().log_end_offset;
-        let records =
-            tokio::task::spawn_blocking(move || -> Result<Vec<(i64, Bytes, Option<Bytes>)>> {
-                let mut out = Vec::new();
-                let mut failed = None;
-                reader::scan(&db, &log, upper, |_, bytes| {
-                    let mut buf = Bytes::copy_from_slice(bytes);
-                    match RecordBatchDecoder::decode(&mut buf) {
-                        Ok(set) => {
-                            for r in set.records {
-                                if let Some(key) = r.key {
-                                    out.push((r.offset, key, r.value));
-                                }
-                            }
-                            true
-                        }
-                        Err(e) => {
-                            failed = Some(e.to_string());
-                            false
-                        }
-                    }
-                })?;
-                match failed {
-                    Some(e) => Err(Error::Internal(format!("decoding offsets batch: {e}"))),
-                    None => Ok(out),
-                }
-            })
-            .await
-            .map_err(|e| Error::Internal(format!("load task: {e}")))??;
+        let records = self.topic.read_all(partition).await?;
 
         // Replay in log order: the last record per key wins.
         let mut values: BTreeMap<String, Option<GroupValue>> = BTreeMap::new();
         let mut offsets: BTreeMap<String, BTreeMap<(String, i32), CommittedOffset>> =
             BTreeMap::new();
-        for (log_offset, key, value) in records {
+        let mut pending: HashMap<i64, Vec<PendingTxnOffset>> = HashMap::new();
+        for r in records {
+            if let Some(commit) = r.marker {
+                for p in pending.remove(&r.producer_id).unwrap_or_default() {
+                    if commit {
+                        let _ = offsets
+                            .entry(p.group)
+                            .or_default()
+                            .insert((p.topic, p.partition), p.committed);
+                    }
+                }
+                continue;
+            }
+            let Some(key) = r.key else { continue };
+            let log_offset = r.offset;
+            let value = r.value;
             match record::decode_key(key) {
+                Ok(RecordKey::Offset {
+                    group,
+                    topic,
+                    partition,
+                }) if r.transactional => match value.map(record::decode_offset_value) {
+                    Some(Ok(v)) => {
+                        pending
+                            .entry(r.producer_id)
+                            .or_default()
+                            .push(PendingTxnOffset {
+                                group,
+                                topic,
+                                partition,
+                                committed: CommittedOffset {
+                                    offset: v.offset,
+                                    leader_epoch: v.leader_epoch,
+                                    metadata: v.metadata,
+                                    commit_timestamp_ms: v.commit_timestamp,
+                                    log_offset,
+                                },
+                            })
+                    }
+                    Some(Err(e)) => warn!(error = %e, "skipping a transactional offset record"),
+                    None => {}
+                },
                 Ok(RecordKey::Offset {
                     group,
                     topic,
@@ -1122,6 +1175,13 @@ impl GroupCoordinator {
         }
         let now = now_ms();
         let mut inner = self.lock();
+        for (producer_id, offsets) in pending {
+            inner
+                .pending_txn
+                .entry(producer_id)
+                .or_default()
+                .extend(offsets);
+        }
         let mut names: HashSet<String> = values.keys().cloned().collect();
         names.extend(offsets.keys().cloned());
         let mut loaded = 0;
@@ -1221,7 +1281,7 @@ impl GroupCoordinator {
                 if !records.is_empty() {
                     let partition = partition_for(&name, partitions);
                     debug!(group = %name, offsets = expired.len(), removed = remove, "expiring offsets");
-                    match self.queue_records(&mut inner, partition, records) {
+                    match self.queue_records(&mut inner, partition, records, None) {
                         Ok(w) => writes.push((partition, w)),
                         Err(e) => warn!(error = %e, "queueing offset expiry failed"),
                     }
@@ -1255,8 +1315,16 @@ impl GroupCoordinator {
             }
             let write = {
                 let mut inner = self.lock();
+                // A snapshot holds committed state only: while a transaction
+                // has offsets pending here, its records must stay.
+                let txn_pending = inner
+                    .pending_txn
+                    .values()
+                    .flatten()
+                    .any(|o| partition_for(&o.group, topic.partitions) == p);
                 if inner.in_flight.get(&p).copied().unwrap_or(0) > 0
                     || inner.partitions.get(&p) != Some(&PartitionStatus::Loaded)
+                    || txn_pending
                 {
                     continue;
                 }
@@ -1285,7 +1353,7 @@ impl GroupCoordinator {
                     // Nothing live: everything up to the end can go.
                     None
                 } else {
-                    match self.queue_records(&mut inner, p, records) {
+                    match self.queue_records(&mut inner, p, records, None) {
                         Ok(w) => Some(w),
                         Err(e) => {
                             warn!(error = %e, "queueing offsets snapshot failed");
@@ -1387,57 +1455,4 @@ fn group_value(g: &Group) -> Bytes {
             })
             .collect(),
     })
-}
-
-/// One uncompressed batch of keyed records (a null value is a tombstone).
-fn encode_batch(records: Vec<(Bytes, Option<Bytes>)>) -> Result<Bytes> {
-    let now = now_ms();
-    let records: Vec<Record> = records
-        .into_iter()
-        .enumerate()
-        .map(|(i, (key, value))| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: 0,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            // One batch: the encoder splits where offset - sequence changes.
-            sequence: i as i32 - 1,
-            timestamp: now,
-            key: Some(key),
-            value,
-            headers: Default::default(),
-        })
-        .collect();
-    let mut out = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut out,
-        &records,
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .map_err(|e| Error::Internal(format!("encoding offsets records: {e}")))?;
-    Ok(out.freeze())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn group_partition_matches_kafka() {
-        // "abc".hashCode() == 96354 in Java.
-        assert_eq!(java_string_hash("abc"), 96354);
-        assert_eq!(partition_for("abc", 50), 96354 % 50);
-        // Negative hashes use the absolute value.
-        let h = java_string_hash("polygenelubricants");
-        assert_eq!(h, i32::MIN);
-        assert_eq!(partition_for("polygenelubricants", 50), 0);
-        assert!((0..50).contains(&partition_for("some-group-with-negative-hash-zz", 50)));
-    }
 }

@@ -6,18 +6,28 @@
 //! | committed offset | `1: group string, topic string, partition i32` | `3: offset i64, leader_epoch i32, metadata string, commit_timestamp i64` |
 //! | group metadata  | `2: group string`                              | `3: protocol_type string, generation i32, protocol string?, leader string?, current_state_timestamp i64, members [member_id, group_instance_id?, client_id, client_host, rebalance_timeout i32, session_timeout i32, subscription bytes, assignment bytes]` |
 //!
+//! And of `__transaction_state`, also Kafka's (`TransactionLogKey` and
+//! `TransactionLogValue`, version 0):
+//!
+//! | record          | key (version, fields)                         | value |
+//! |-----------------|-----------------------------------------------|-------|
+//! | transaction     | `0: transactional_id string`                  | `0: producer_id i64, producer_epoch i16, timeout_ms i32, state i8, partitions [topic string, [partition i32]], last_update_ms i64, start_ms i64` |
+//!
 //! Strings are an i16 length and UTF-8 (-1: null); arrays and bytes an i32
 //! length. A record with a null value is a tombstone: the offset or group
 //! was deleted.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
+use super::transaction::{TxnMetadata, TxnState};
 use crate::error::{Error, Result};
 
 const OFFSET_KEY_VERSION: i16 = 1;
 const GROUP_KEY_VERSION: i16 = 2;
 const OFFSET_VALUE_VERSION: i16 = 3;
 const GROUP_VALUE_VERSION: i16 = 3;
+const TXN_KEY_VERSION: i16 = 0;
+const TXN_VALUE_VERSION: i16 = 0;
 
 /// A decoded record key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,7 +102,7 @@ fn put_bytes(buf: &mut BytesMut, b: &[u8]) {
 }
 
 fn corrupt(what: &str) -> Error {
-    Error::Internal(format!("corrupt __consumer_offsets record: {what}"))
+    Error::Internal(format!("corrupt coordinator record: {what}"))
 }
 
 fn get_i16(buf: &mut Bytes) -> Result<i16> {
@@ -190,6 +200,111 @@ pub fn group_value(v: &GroupValue) -> Bytes {
         put_bytes(&mut buf, &m.assignment);
     }
     buf.freeze()
+}
+
+/// The key of a transactional id's record.
+pub fn txn_key(transactional_id: &str) -> Bytes {
+    let mut buf = BytesMut::with_capacity(4 + transactional_id.len());
+    buf.put_i16(TXN_KEY_VERSION);
+    put_string(&mut buf, transactional_id);
+    buf.freeze()
+}
+
+/// The transactional id of a `__transaction_state` key.
+pub fn decode_txn_key(mut buf: Bytes) -> Result<String> {
+    match get_i16(&mut buf)? {
+        TXN_KEY_VERSION => get_string(&mut buf),
+        v => Err(corrupt(&format!("unknown transaction key version {v}"))),
+    }
+}
+
+/// Kafka's `TransactionStatus` byte of a state.
+fn txn_state_byte(state: TxnState) -> i8 {
+    match state {
+        TxnState::Empty => 0,
+        TxnState::Ongoing => 1,
+        TxnState::PrepareCommit => 2,
+        TxnState::PrepareAbort => 3,
+        TxnState::CompleteCommit => 4,
+        TxnState::CompleteAbort => 5,
+    }
+}
+
+/// A transactional id's state, as stored.
+pub fn txn_value(meta: &TxnMetadata) -> Bytes {
+    let mut buf = BytesMut::with_capacity(64);
+    buf.put_i16(TXN_VALUE_VERSION);
+    buf.put_i64(meta.producer_id);
+    buf.put_i16(meta.producer_epoch);
+    buf.put_i32(meta.timeout_ms);
+    buf.put_i8(txn_state_byte(meta.state));
+    // Grouped by topic, as Kafka writes them.
+    let mut topics: Vec<(&str, Vec<i32>)> = Vec::new();
+    for (topic, partition) in &meta.partitions {
+        match topics.last_mut() {
+            Some((t, parts)) if *t == topic.as_str() => parts.push(*partition),
+            _ => topics.push((topic.as_str(), vec![*partition])),
+        }
+    }
+    buf.put_i32(topics.len() as i32);
+    for (topic, partitions) in topics {
+        put_string(&mut buf, topic);
+        buf.put_i32(partitions.len() as i32);
+        for p in partitions {
+            buf.put_i32(p);
+        }
+    }
+    buf.put_i64(meta.update_ms);
+    buf.put_i64(meta.start_ms);
+    buf.freeze()
+}
+
+/// Decodes [`txn_value`].
+pub fn decode_txn_value(mut buf: Bytes) -> Result<TxnMetadata> {
+    let version = get_i16(&mut buf)?;
+    if version != TXN_VALUE_VERSION {
+        return Err(corrupt(&format!(
+            "unknown transaction value version {version}"
+        )));
+    }
+    let producer_id = get_i64(&mut buf)?;
+    let producer_epoch = get_i16(&mut buf)?;
+    let timeout_ms = get_i32(&mut buf)?;
+    if buf.remaining() < 1 {
+        return Err(corrupt("truncated state"));
+    }
+    let state = match buf.get_i8() {
+        0 => TxnState::Empty,
+        1 => TxnState::Ongoing,
+        2 => TxnState::PrepareCommit,
+        3 => TxnState::PrepareAbort,
+        4 => TxnState::CompleteCommit,
+        5 => TxnState::CompleteAbort,
+        other => return Err(corrupt(&format!("unknown transaction state {other}"))),
+    };
+    let mut partitions = std::collections::BTreeSet::new();
+    let topics = get_i32(&mut buf)?;
+    for _ in 0..topics.max(0) {
+        let topic = get_string(&mut buf)?;
+        let count = get_i32(&mut buf)?;
+        if count < 0 || buf.remaining() < count as usize * 4 {
+            return Err(corrupt("truncated partitions"));
+        }
+        for _ in 0..count {
+            let _ = partitions.insert((topic.clone(), buf.get_i32()));
+        }
+    }
+    let update_ms = get_i64(&mut buf)?;
+    let start_ms = get_i64(&mut buf)?;
+    Ok(TxnMetadata {
+        producer_id,
+        producer_epoch,
+        timeout_ms,
+        state,
+        partitions,
+        start_ms,
+        update_ms,
+    })
 }
 
 pub fn decode_key(mut buf: Bytes) -> Result<RecordKey> {
@@ -320,5 +435,27 @@ mod tests {
             assert!(decode_key(full.slice(..cut)).is_err());
         }
         assert!(decode_offset_value(Bytes::from_static(&[0, 9])).is_err());
+    }
+
+    #[test]
+    fn transaction_records_roundtrip() {
+        let mut meta = TxnMetadata {
+            producer_id: 4000,
+            producer_epoch: 3,
+            timeout_ms: 60_000,
+            state: TxnState::PrepareCommit,
+            partitions: Default::default(),
+            start_ms: 10,
+            update_ms: 20,
+        };
+        for p in [("a", 0), ("a", 2), ("b", 1)] {
+            let _ = meta.partitions.insert((p.0.to_owned(), p.1));
+        }
+        assert_eq!(decode_txn_value(txn_value(&meta)).unwrap(), meta);
+        assert_eq!(decode_txn_key(txn_key("acme.tx")).unwrap(), "acme.tx");
+        let v = txn_value(&meta);
+        assert!(decode_txn_value(v.slice(..v.len() - 1)).is_err());
+        // A group key is not a transaction key.
+        assert!(decode_txn_key(group_key("g")).is_err());
     }
 }

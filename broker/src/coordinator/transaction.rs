@@ -2,10 +2,9 @@
 //! Kafka's transaction coordinator for InitProducerId, AddPartitionsToTxn,
 //! AddOffsetsToTxn, EndTxn and transaction timeouts, with their error codes.
 //!
-//! This is the groundwork of transactions; the coordinator that stores this
-//! state, writes the commit and abort markers and serves the requests is
-//! not built yet, so brokers still refuse transactional producers (see
-//! `protocol::init_producer_id`). Nothing here does I/O: each function takes
+//! [`super::transaction_coordinator`] stores this state, writes the commit
+//! and abort markers and serves the requests. Nothing here does I/O: each
+//! function takes
 //! the current state and a request and returns the next state and what to
 //! do, or the Kafka error to answer with.
 //!

@@ -97,6 +97,97 @@ impl<'a> BatchHeader<'a> {
     pub fn is_control(&self) -> bool {
         self.attributes() & 0x20 != 0
     }
+
+    /// The marker of a control batch: `Some(true)` for COMMIT, `Some(false)`
+    /// for ABORT, `None` for a data batch or a control record this broker
+    /// does not know (its first record's key: version i16, type i16).
+    pub fn control_marker(&self) -> Option<bool> {
+        if !self.is_control() || self.record_count() < 1 {
+            return None;
+        }
+        let mut at = &self.bytes[HEADER_LEN..];
+        let _length = read_varint(&mut at)?;
+        let (_attributes, rest) = at.split_first()?;
+        at = rest;
+        let _timestamp_delta = read_varint(&mut at)?;
+        let _offset_delta = read_varint(&mut at)?;
+        let key_length = read_varint(&mut at)?;
+        if key_length < 4 || at.len() < 4 {
+            return None;
+        }
+        match i16_at(at, 2) {
+            CONTROL_ABORT => Some(false),
+            CONTROL_COMMIT => Some(true),
+            _ => None,
+        }
+    }
+}
+
+/// Control record types (Kafka's `ControlRecordType`).
+const CONTROL_ABORT: i16 = 0;
+const CONTROL_COMMIT: i16 = 1;
+/// Attributes of a transaction marker: transactional and control.
+const MARKER_ATTRIBUTES: i16 = 0x10 | 0x20;
+
+/// Reads one zigzag varint (at most 10 bytes), advancing `at`.
+fn read_varint(at: &mut &[u8]) -> Option<i64> {
+    let mut value: u64 = 0;
+    for shift in (0..70).step_by(7) {
+        let (&byte, rest) = at.split_first()?;
+        *at = rest;
+        value |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return Some((value >> 1) as i64 ^ -((value & 1) as i64));
+        }
+    }
+    None
+}
+
+/// A transaction marker: one control batch of one record, as a partition
+/// leader writes it for WriteTxnMarkers (Kafka's `EndTransactionMarker`),
+/// base offset 0 until the log assigns one. The record's key is version 0
+/// and the marker type; its value is version 0 and the coordinator epoch.
+pub fn encode_marker(
+    producer_id: i64,
+    producer_epoch: i16,
+    commit: bool,
+    coordinator_epoch: i32,
+    timestamp: i64,
+) -> Vec<u8> {
+    let mut record = vec![
+        0u8, // attributes
+        0,   // timestamp delta 0 (zigzag varint)
+        0,   // offset delta 0
+        8,   // key length 4 (zigzag)
+    ];
+    record.extend_from_slice(&0i16.to_be_bytes());
+    let kind = if commit {
+        CONTROL_COMMIT
+    } else {
+        CONTROL_ABORT
+    };
+    record.extend_from_slice(&kind.to_be_bytes());
+    record.push(12); // value length 6 (zigzag)
+    record.extend_from_slice(&0i16.to_be_bytes());
+    record.extend_from_slice(&coordinator_epoch.to_be_bytes());
+    record.push(0); // no headers
+    let mut b = vec![0u8; HEADER_LEN];
+    b.push((record.len() as u8) << 1); // record length, zigzag (< 64)
+    b.extend_from_slice(&record);
+    let len = (b.len() - LOG_OVERHEAD) as i32;
+    b[8..12].copy_from_slice(&len.to_be_bytes());
+    b[16] = 2;
+    b[21..23].copy_from_slice(&MARKER_ATTRIBUTES.to_be_bytes());
+    b[23..27].copy_from_slice(&0i32.to_be_bytes());
+    b[27..35].copy_from_slice(&timestamp.to_be_bytes());
+    b[35..43].copy_from_slice(&timestamp.to_be_bytes());
+    b[43..51].copy_from_slice(&producer_id.to_be_bytes());
+    b[51..53].copy_from_slice(&producer_epoch.to_be_bytes());
+    b[53..57].copy_from_slice(&(-1i32).to_be_bytes());
+    b[57..61].copy_from_slice(&1i32.to_be_bytes());
+    let crc = crc32c::crc32c(&b[CRC_START..]);
+    b[17..21].copy_from_slice(&crc.to_be_bytes());
+    b
 }
 
 fn invalid(message: impl Into<String>) -> Error {
@@ -105,8 +196,13 @@ fn invalid(message: impl Into<String>) -> Error {
 
 /// Validates the records of one partition in a Produce request (v3+): exactly
 /// one magic v2 batch, consistent lengths and counts, a matching CRC, and no
-/// larger than `max_message_bytes`. Returns the header view.
-pub fn validate_produce(records: &[u8], max_message_bytes: i32) -> Result<BatchHeader<'_>> {
+/// larger than `max_message_bytes`. Returns the header view. Control
+/// batches pass only where `allow_control` (the broker's own markers).
+pub fn validate_produce(
+    records: &[u8],
+    max_message_bytes: i32,
+    allow_control: bool,
+) -> Result<BatchHeader<'_>> {
     if records.len() < HEADER_LEN {
         return Err(Error::api_msg(
             ResponseError::CorruptMessage,
@@ -172,7 +268,7 @@ pub fn validate_produce(records: &[u8], max_message_bytes: i32) -> Result<BatchH
             header.last_offset_delta()
         )));
     }
-    if header.is_control() {
+    if header.is_control() && !allow_control {
         return Err(invalid("clients may not produce control batches"));
     }
     Ok(header)
@@ -216,7 +312,7 @@ pub(crate) mod tests {
     #[test]
     fn valid_batch_passes_and_patch_keeps_crc() {
         let mut b = test_batch(5, 1000, 10);
-        let h = validate_produce(&b, 1_000_000).unwrap();
+        let h = validate_produce(&b, 1_000_000, false).unwrap();
         assert_eq!(h.record_count(), 5);
         assert_eq!(h.last_offset_delta(), 4);
         patch(&mut b, 100, 7);
@@ -231,23 +327,46 @@ pub(crate) mod tests {
     #[test]
     fn bad_batches_get_kafka_codes() {
         let good = test_batch(2, 0, 4);
-        assert_eq!(code(validate_produce(&good[..30], 1 << 20)), 2);
+        assert_eq!(code(validate_produce(&good[..30], 1 << 20, false)), 2);
         let mut bad_crc = good.clone();
         let last = bad_crc.len() - 1;
         bad_crc[last] ^= 1;
-        assert_eq!(code(validate_produce(&bad_crc, 1 << 20)), 2);
+        assert_eq!(code(validate_produce(&bad_crc, 1 << 20, false)), 2);
         let mut magic1 = good.clone();
         magic1[16] = 1;
-        assert_eq!(code(validate_produce(&magic1, 1 << 20)), 87);
-        assert_eq!(code(validate_produce(&good, HEADER_LEN as i32)), 10);
+        assert_eq!(code(validate_produce(&magic1, 1 << 20, false)), 87);
+        assert_eq!(code(validate_produce(&good, HEADER_LEN as i32, false)), 10);
         let mut two = good.clone();
         two.extend_from_slice(&good);
-        assert_eq!(code(validate_produce(&two, 1 << 20)), 87);
+        assert_eq!(code(validate_produce(&two, 1 << 20, false)), 87);
         let mut offset = good.clone();
         offset[7] = 1;
-        assert_eq!(code(validate_produce(&offset, 1 << 20)), 87);
+        assert_eq!(code(validate_produce(&offset, 1 << 20, false)), 87);
         let mut truncated = good.clone();
         truncated.truncate(good.len() - 1);
-        assert_eq!(code(validate_produce(&truncated, 1 << 20)), 2);
+        assert_eq!(code(validate_produce(&truncated, 1 << 20, false)), 2);
+    }
+
+    #[test]
+    fn markers_are_valid_control_batches_that_decode_back() {
+        for commit in [true, false] {
+            let marker = encode_marker(42, 3, commit, 7, 1_000);
+            assert_eq!(code(validate_produce(&marker, 1 << 20, false)), 87);
+            let h = validate_produce(&marker, 1 << 20, true).unwrap();
+            assert!(h.is_control() && h.is_transactional());
+            assert_eq!((h.producer_id(), h.producer_epoch()), (42, 3));
+            assert_eq!(h.control_marker(), Some(commit));
+            // Kafka's own decoder reads it as one control record.
+            let mut bytes = bytes::Bytes::from(marker.clone());
+            let set = kafka_protocol::records::RecordBatchDecoder::decode(&mut bytes).unwrap();
+            assert_eq!(set.records.len(), 1);
+            assert!(set.records[0].control && set.records[0].transactional);
+        }
+        assert_eq!(
+            BatchHeader::new(&test_batch(1, 0, 4))
+                .unwrap()
+                .control_marker(),
+            None
+        );
     }
 }

@@ -9,6 +9,7 @@
 //! | `log`            | `topic_id(16) \| partition(u32) \| base_offset(i64)`  | the stored record batch, offset and leader epoch patched |
 //! | `partition_meta` | `topic_id(16) \| partition(u32) \| kind(u8) [\| epoch(i32)]` | see [`MetaKind`] |
 //! | `partition_meta` | `topic_id(16) \| partition(u32) \| kind(u8)=4 \| producer_id(i64)` | one producer's state, [`crate::log::producer_state::encode_entry`] |
+//! | `partition_meta` | `topic_id(16) \| partition(u32) \| kind(u8)=6 \| last_offset(i64)` | an aborted transaction ending at that marker, [`crate::log::producer_state::AbortedTxn::encode_value`] |
 //! | `controller_log` | `index(u64)`                                          | one metadata-log (Raft) entry, bincode ([`crate::cluster::controller::log_store`]) |
 //! | `controller_state` | a short ASCII name (`vote`, `committed`, `purged`, `snapshot`) | bincode of that Raft state |
 //!
@@ -53,6 +54,11 @@ pub enum MetaKind {
     /// one. A restarted replica serves from it instead of its log end, which
     /// may hold records the other replicas never got.
     HighWatermark = 5,
+    /// keyed further by the offset of an ABORT marker (i64): the aborted
+    /// transaction it closed (producer id, first offset), for read_committed
+    /// fetches. Written with the marker; ordered by marker offset so that
+    /// truncation removes a range.
+    AbortedTxn = 6,
 }
 
 /// `topic_id | partition`.
@@ -117,6 +123,19 @@ pub fn producer_state_key(topic_id: Uuid, partition: i32, producer_id: i64) -> V
 
 /// The producer id of a producer-state key.
 pub fn producer_id_of(key: &[u8]) -> Option<i64> {
+    let bytes: [u8; 8] = key.get(PARTITION_PREFIX_LEN + 1..)?.try_into().ok()?;
+    Some(i64::from_be_bytes(bytes))
+}
+
+/// `topic_id | partition | AbortedTxn | last_offset`.
+pub fn aborted_txn_key(topic_id: Uuid, partition: i32, last_offset: i64) -> Vec<u8> {
+    let mut key = meta_key(topic_id, partition, MetaKind::AbortedTxn);
+    key.extend_from_slice(&last_offset.to_be_bytes());
+    key
+}
+
+/// The marker offset of an aborted-transaction key.
+pub fn aborted_txn_offset_of(key: &[u8]) -> Option<i64> {
     let bytes: [u8; 8] = key.get(PARTITION_PREFIX_LEN + 1..)?.try_into().ok()?;
     Some(i64::from_be_bytes(bytes))
 }

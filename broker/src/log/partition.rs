@@ -6,7 +6,7 @@
 //! batch; `log_end_offset` only advances once that batch is durable in
 //! RocksDB; `high_watermark` is what consumers may read.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
@@ -18,7 +18,7 @@ use kafka_protocol::error::ResponseError;
 
 use crate::cluster::records::PartitionRegistration;
 use crate::error::{Error, Result};
-use crate::log::producer_state::ProducerStateTable;
+use crate::log::producer_state::{AbortedTxn, ProducerStateTable};
 use crate::metrics;
 use crate::replication::partition::{self as rules, FollowerProgress, Role};
 
@@ -29,6 +29,9 @@ pub struct Offsets {
     pub high_watermark: i64,
     pub log_end_offset: i64,
     pub leader_epoch: i32,
+    /// Where read_committed consumers stop: the first offset of the oldest
+    /// open transaction, or the high watermark if that is lower.
+    pub last_stable_offset: i64,
 }
 
 /// The mutable state behind the partition's lock.
@@ -47,6 +50,9 @@ pub(crate) struct PartitionState {
     /// Owned by the writer thread: idempotent producers' epochs and last
     /// batches, checked and updated where offsets are assigned.
     pub(crate) producers: ProducerStateTable,
+    /// Owned by the writer thread: aborted transactions, ordered by the
+    /// offset of their ABORT marker.
+    pub(crate) aborted: VecDeque<AbortedTxn>,
     /// This node's part, from the metadata image.
     pub(crate) role: Role,
     /// This node's id (set with the role).
@@ -71,6 +77,17 @@ impl PartitionState {
             &self.isr,
             &self.followers,
         )
+    }
+
+    /// Kafka's rule: the first offset of the oldest open transaction, at
+    /// most the high watermark and at least the log start (retention may
+    /// have deleted the transaction's first records).
+    fn last_stable_offset(&self) -> i64 {
+        self.producers
+            .first_unstable_offset()
+            .map_or(self.high_watermark, |first| {
+                first.min(self.high_watermark).max(self.log_start_offset)
+            })
     }
 }
 
@@ -120,6 +137,7 @@ pub(crate) struct LoadedState {
     pub(crate) size_bytes: i64,
     pub(crate) epoch_starts: BTreeMap<i32, i64>,
     pub(crate) producers: ProducerStateTable,
+    pub(crate) aborted: VecDeque<AbortedTxn>,
     /// The last high-watermark checkpoint, if any was written.
     pub(crate) high_watermark_checkpoint: Option<i64>,
 }
@@ -169,6 +187,7 @@ impl PartitionLog {
                 leader_epoch,
                 epoch_starts: loaded.epoch_starts,
                 producers: loaded.producers,
+                aborted: loaded.aborted,
                 role: Role::None,
                 local_id: -1,
                 replicas: Vec::new(),
@@ -196,7 +215,25 @@ impl PartitionLog {
             high_watermark: state.high_watermark,
             log_end_offset: state.log_end_offset,
             leader_epoch: state.leader_epoch,
+            last_stable_offset: state.last_stable_offset(),
         }
+    }
+
+    /// The aborted transactions a read_committed fetch from `fetch_offset`
+    /// up to `upper` must be told about: those whose ABORT marker lies at
+    /// or past the fetch offset and whose first record lies below `upper`
+    /// (Kafka's `collectAbortedTransactions`).
+    pub fn aborted_between(&self, fetch_offset: i64, upper: i64) -> Vec<AbortedTxn> {
+        let state = self.lock();
+        let from = state
+            .aborted
+            .partition_point(|a| a.last_offset < fetch_offset);
+        state
+            .aborted
+            .range(from..)
+            .filter(|a| a.first_offset < upper)
+            .copied()
+            .collect()
     }
 
     /// A receiver that is woken whenever the high watermark moves.

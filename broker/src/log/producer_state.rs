@@ -18,10 +18,21 @@
 //!
 //! Batches without a producer id (-1) skip all of this.
 //!
+//! Transactions (Kafka's `currentTxnFirstOffset` and `AbortedTxn`): a
+//! producer's first transactional batch opens its transaction at that
+//! batch's offset; a marker (control batch) from the coordinator closes it.
+//! The first offset of the oldest open transaction bounds the last stable
+//! offset, below which read_committed consumers read; an ABORT marker
+//! closing a transaction yields an [`AbortedTxn`] for the partition's index,
+//! which those consumers use to skip its records. A producer with an open
+//! transaction may not write non-transactional batches
+//! (INVALID_TXN_STATE), and a marker with an epoch older than the
+//! producer's is fenced (INVALID_PRODUCER_EPOCH).
+//!
 //! Invariant: an entry's cached batches all have the entry's epoch and are
 //! ordered by sequence (oldest first); at most [`NUM_BATCHES_TO_RETAIN`].
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use kafka_protocol::error::ResponseError;
 
@@ -57,6 +68,8 @@ pub struct ProducerStateEntry {
     /// which a client with a skewed clock controls; the broker's clock
     /// expires producers by how long they have really been idle.
     pub last_append_ms: i64,
+    /// The first offset of the producer's open transaction, -1 if none.
+    pub current_txn_first_offset: i64,
 }
 
 impl ProducerStateEntry {
@@ -75,6 +88,15 @@ impl ProducerStateEntry {
     }
 }
 
+/// What a batch with a producer id is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BatchKind {
+    /// Records, inside a transaction or not.
+    Data { transactional: bool },
+    /// A transaction marker: COMMIT (`true`) or ABORT.
+    Marker { commit: bool },
+}
+
 /// The idempotence fields of a batch header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ProducerBatch {
@@ -83,6 +105,37 @@ pub struct ProducerBatch {
     pub first_seq: i32,
     pub last_seq: i32,
     pub max_timestamp: i64,
+    pub kind: BatchKind,
+}
+
+/// A transaction aborted in a partition (Kafka's `AbortedTxn`): its
+/// records lie between `first_offset` and its ABORT marker at
+/// `last_offset`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AbortedTxn {
+    pub producer_id: i64,
+    pub first_offset: i64,
+    pub last_offset: i64,
+}
+
+impl AbortedTxn {
+    /// `producer_id(i64) | first_offset(i64)`, stored under a key ending in
+    /// `last_offset` ([`crate::log::keys::aborted_txn_key`]).
+    pub fn encode_value(&self) -> [u8; 16] {
+        let mut out = [0u8; 16];
+        out[..8].copy_from_slice(&self.producer_id.to_be_bytes());
+        out[8..].copy_from_slice(&self.first_offset.to_be_bytes());
+        out
+    }
+
+    pub fn decode(last_offset: i64, value: &[u8]) -> Option<Self> {
+        let value: [u8; 16] = value.try_into().ok()?;
+        Some(AbortedTxn {
+            producer_id: i64::from_be_bytes(value[..8].try_into().ok()?),
+            first_offset: i64::from_be_bytes(value[8..].try_into().ok()?),
+            last_offset,
+        })
+    }
 }
 
 /// `seq + increment` in the sequence space, which wraps from `i32::MAX` to
@@ -105,12 +158,41 @@ impl ProducerBatch {
     /// without a producer id (any negative id, as Kafka's `hasProducerId`
     /// reads it). A producer id with a negative sequence is an invalid
     /// record, as in Kafka's `LogValidator`.
-    pub fn from_header(header: &BatchHeader<'_>) -> Result<Option<Self>> {
+    ///
+    /// `trusted`: the batch was written by a coordinator, or is being
+    /// replicated or replayed. A coordinator writes transactional offset
+    /// commits with the producer's id and epoch but no sequence (-1), as
+    /// Kafka's does; those only open the producer's transaction.
+    pub fn from_header(header: &BatchHeader<'_>, trusted: bool) -> Result<Option<Self>> {
         let producer_id = header.producer_id();
         if producer_id <= NO_PRODUCER_ID {
             return Ok(None);
         }
+        if header.is_control() {
+            // Markers carry no sequence. One of a type this broker does not
+            // know changes no producer state (Kafka ignores it too).
+            return Ok(header.control_marker().map(|commit| ProducerBatch {
+                producer_id,
+                epoch: header.producer_epoch(),
+                first_seq: -1,
+                last_seq: -1,
+                max_timestamp: header.max_timestamp(),
+                kind: BatchKind::Marker { commit },
+            }));
+        }
         let first_seq = header.base_sequence();
+        if first_seq < 0 && trusted {
+            return Ok(Some(ProducerBatch {
+                producer_id,
+                epoch: header.producer_epoch(),
+                first_seq: -1,
+                last_seq: -1,
+                max_timestamp: header.max_timestamp(),
+                kind: BatchKind::Data {
+                    transactional: header.is_transactional(),
+                },
+            }));
+        }
         if first_seq < 0 {
             return Err(Error::api_msg(
                 ResponseError::InvalidRecord,
@@ -125,6 +207,9 @@ impl ProducerBatch {
             first_seq,
             last_seq: increment_sequence(first_seq, header.last_offset_delta()),
             max_timestamp: header.max_timestamp(),
+            kind: BatchKind::Data {
+                transactional: header.is_transactional(),
+            },
         }))
     }
 }
@@ -142,13 +227,26 @@ pub enum Check {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ProducerStateTable {
     entries: HashMap<i64, ProducerStateEntry>,
+    /// Open transactions: first offset -> producer id (derived from the
+    /// entries, kept for the last stable offset).
+    ongoing: BTreeMap<i64, i64>,
 }
 
 impl ProducerStateTable {
     pub fn from_entries(entries: impl IntoIterator<Item = (i64, ProducerStateEntry)>) -> Self {
-        ProducerStateTable {
-            entries: entries.into_iter().collect(),
-        }
+        let entries: HashMap<i64, ProducerStateEntry> = entries.into_iter().collect();
+        let ongoing = entries
+            .iter()
+            .filter(|(_, e)| e.current_txn_first_offset >= 0)
+            .map(|(&id, e)| (e.current_txn_first_offset, id))
+            .collect();
+        ProducerStateTable { entries, ongoing }
+    }
+
+    /// The first offset of the oldest open transaction: the last stable
+    /// offset, unless the high watermark is lower.
+    pub fn first_unstable_offset(&self) -> Option<i64> {
+        self.ongoing.keys().next().copied()
     }
 
     pub fn len(&self) -> usize {
@@ -174,6 +272,36 @@ impl ProducerStateTable {
         let Some(entry) = self.entries.get(&batch.producer_id) else {
             return Ok(Check::Append);
         };
+        let transactional = match batch.kind {
+            BatchKind::Marker { .. } => {
+                // Kafka's `checkProducerEpoch` for markers: a marker from
+                // an older epoch than the producer's current one is stale.
+                if batch.epoch < entry.epoch {
+                    return Err(Error::api_msg(
+                        ResponseError::InvalidProducerEpoch,
+                        format!(
+                            "marker epoch {} of producer {} is older than its current epoch {}",
+                            batch.epoch, batch.producer_id, entry.epoch
+                        ),
+                    ));
+                }
+                return Ok(Check::Append);
+            }
+            BatchKind::Data { transactional } => transactional,
+        };
+        if batch.first_seq < 0 {
+            // A coordinator's batch without sequence: only fencing applies.
+            if batch.epoch < entry.epoch {
+                return Err(Error::api_msg(
+                    ResponseError::InvalidProducerEpoch,
+                    format!(
+                        "epoch {} of producer {} is older than its current epoch {}",
+                        batch.epoch, batch.producer_id, entry.epoch
+                    ),
+                ));
+            }
+            return Ok(Check::Append);
+        }
         if let Some(duplicate) = entry.find_duplicate(batch) {
             return Ok(Check::Duplicate(duplicate));
         }
@@ -198,8 +326,17 @@ impl ProducerStateTable {
             }
             return Ok(Check::Append);
         }
-        // Same epoch, and no batch left of it (cannot happen for data
-        // batches, kept for parity with Kafka): sequence 0 must follow.
+        if !transactional && entry.current_txn_first_offset >= 0 {
+            return Err(Error::api_msg(
+                ResponseError::InvalidTxnState,
+                format!(
+                    "producer {} wrote a non-transactional batch inside its open transaction",
+                    batch.producer_id
+                ),
+            ));
+        }
+        // Same epoch, and no batch left of it (after a marker with a new
+        // epoch): sequence 0 must follow.
         let last_seq = entry.last_seq().unwrap_or(-1);
         if !in_sequence(last_seq, batch.first_seq) {
             return Err(Error::api_msg(
@@ -216,13 +353,15 @@ impl ProducerStateTable {
     /// Records an appended batch (already checked) at `first_offset`. A new
     /// epoch drops the batches of the old one. To undo it, keep
     /// [`Self::get`]'s entry from before and [`Self::restore`] it.
+    /// A marker ends the producer's open transaction; an ABORT marker that
+    /// closes one returns it for the partition's aborted-transaction index.
     pub fn record(
         &mut self,
         batch: &ProducerBatch,
         first_offset: i64,
         last_offset: i64,
         now_ms: i64,
-    ) {
+    ) -> Option<AbortedTxn> {
         let entry = self
             .entries
             .entry(batch.producer_id)
@@ -230,10 +369,35 @@ impl ProducerStateTable {
                 epoch: batch.epoch,
                 batches: VecDeque::with_capacity(NUM_BATCHES_TO_RETAIN),
                 last_append_ms: now_ms,
+                current_txn_first_offset: -1,
             });
         if entry.epoch != batch.epoch {
             entry.epoch = batch.epoch;
             entry.batches.clear();
+        }
+        entry.last_append_ms = now_ms;
+        let transactional = match batch.kind {
+            BatchKind::Marker { commit } => {
+                let first = std::mem::replace(&mut entry.current_txn_first_offset, -1);
+                if first < 0 {
+                    return None;
+                }
+                let _ = self.ongoing.remove(&first);
+                return (!commit).then_some(AbortedTxn {
+                    producer_id: batch.producer_id,
+                    first_offset: first,
+                    last_offset: first_offset,
+                });
+            }
+            BatchKind::Data { transactional } => transactional,
+        };
+        if transactional && entry.current_txn_first_offset < 0 {
+            entry.current_txn_first_offset = first_offset;
+            let _ = self.ongoing.insert(first_offset, batch.producer_id);
+        }
+        if batch.first_seq < 0 {
+            // No sequence to remember (a coordinator's batch).
+            return None;
         }
         if entry.batches.len() == NUM_BATCHES_TO_RETAIN {
             let _ = entry.batches.pop_front();
@@ -245,12 +409,24 @@ impl ProducerStateTable {
             last_offset,
             timestamp: batch.max_timestamp,
         });
-        entry.last_append_ms = now_ms;
+        None
     }
 
     /// Puts back an entry as [`Self::get`] returned it before a
     /// [`Self::record`] (`None`: the producer had no entry).
     pub fn restore(&mut self, producer_id: i64, previous: Option<ProducerStateEntry>) {
+        if let Some(current) = self.entries.get(&producer_id) {
+            if current.current_txn_first_offset >= 0 {
+                let _ = self.ongoing.remove(&current.current_txn_first_offset);
+            }
+        }
+        if let Some(previous) = &previous {
+            if previous.current_txn_first_offset >= 0 {
+                let _ = self
+                    .ongoing
+                    .insert(previous.current_txn_first_offset, producer_id);
+            }
+        }
         match previous {
             Some(entry) => {
                 let _ = self.entries.insert(producer_id, entry);
@@ -261,8 +437,11 @@ impl ProducerStateTable {
         }
     }
 
+    /// Idle that long, and not inside a transaction: Kafka never expires a
+    /// producer whose transaction is open (its coordinator aborts it).
     fn is_expired(entry: &ProducerStateEntry, now_ms: i64, expiration_ms: i64) -> bool {
-        now_ms.saturating_sub(entry.last_append_ms) >= expiration_ms
+        entry.current_txn_first_offset < 0
+            && now_ms.saturating_sub(entry.last_append_ms) >= expiration_ms
     }
 
     /// Whether any producer has been idle for `expiration_ms` or longer.
@@ -288,20 +467,22 @@ impl ProducerStateTable {
     }
 }
 
-/// Version byte of the stored entry encoding.
+/// Version bytes of the stored entry encoding (v1 had no transaction).
 const ENCODING_V1: u8 = 1;
-const ENTRY_HEADER_LEN: usize = 12;
+const ENCODING_V2: u8 = 2;
+const ENTRY_HEADER_LEN: usize = 20;
 const BATCH_LEN: usize = 32;
 
 /// Encodes an entry for the `partition_meta` family, fixed-width
-/// big-endian: `version(u8)=1 | epoch(i16) | last_append_ms(i64) |
-/// count(u8) | count x (first_seq(i32) | last_seq(i32) | first_offset(i64) |
-/// last_offset(i64) | timestamp(i64))`.
+/// big-endian: `version(u8)=2 | epoch(i16) | last_append_ms(i64) |
+/// current_txn_first_offset(i64) | count(u8) | count x (first_seq(i32) |
+/// last_seq(i32) | first_offset(i64) | last_offset(i64) | timestamp(i64))`.
 pub fn encode_entry(entry: &ProducerStateEntry) -> Vec<u8> {
     let mut out = Vec::with_capacity(ENTRY_HEADER_LEN + BATCH_LEN * entry.batches.len());
-    out.push(ENCODING_V1);
+    out.push(ENCODING_V2);
     out.extend_from_slice(&entry.epoch.to_be_bytes());
     out.extend_from_slice(&entry.last_append_ms.to_be_bytes());
+    out.extend_from_slice(&entry.current_txn_first_offset.to_be_bytes());
     out.push(entry.batches.len() as u8);
     for b in &entry.batches {
         out.extend_from_slice(&b.first_seq.to_be_bytes());
@@ -323,11 +504,16 @@ fn take<const N: usize>(bytes: &mut &[u8]) -> Option<[u8; N]> {
 pub fn decode_entry(mut bytes: &[u8]) -> Option<ProducerStateEntry> {
     let input = &mut bytes;
     let [version] = take::<1>(input)?;
-    if version != ENCODING_V1 {
+    if version != ENCODING_V1 && version != ENCODING_V2 {
         return None;
     }
     let epoch = i16::from_be_bytes(take(input)?);
     let last_append_ms = i64::from_be_bytes(take(input)?);
+    let current_txn_first_offset = if version == ENCODING_V2 {
+        i64::from_be_bytes(take(input)?)
+    } else {
+        -1
+    };
     let [count] = take::<1>(input)?;
     if usize::from(count) > NUM_BATCHES_TO_RETAIN || input.len() != usize::from(count) * BATCH_LEN {
         return None;
@@ -346,6 +532,7 @@ pub fn decode_entry(mut bytes: &[u8]) -> Option<ProducerStateEntry> {
         epoch,
         batches,
         last_append_ms,
+        current_txn_first_offset,
     })
 }
 
@@ -362,6 +549,9 @@ mod tests {
             first_seq,
             last_seq: increment_sequence(first_seq, count - 1),
             max_timestamp: 7,
+            kind: BatchKind::Data {
+                transactional: false,
+            },
         }
     }
 
@@ -541,27 +731,143 @@ mod tests {
             epoch: 0,
             batches: VecDeque::new(),
             last_append_ms: 3,
+            current_txn_first_offset: 12,
         };
         assert_eq!(decode_entry(&encode_entry(&empty)), Some(empty));
+    }
+
+    fn txn(epoch: i16, first_seq: i32, count: i32) -> ProducerBatch {
+        ProducerBatch {
+            kind: BatchKind::Data {
+                transactional: true,
+            },
+            ..batch(epoch, first_seq, count)
+        }
+    }
+
+    fn marker(producer_id: i64, epoch: i16, commit: bool) -> ProducerBatch {
+        ProducerBatch {
+            producer_id,
+            epoch,
+            first_seq: -1,
+            last_seq: -1,
+            max_timestamp: 7,
+            kind: BatchKind::Marker { commit },
+        }
+    }
+
+    #[test]
+    fn transactions_bound_the_stable_offset_and_aborts_are_indexed() {
+        let mut table = ProducerStateTable::default();
+        let mut next = 10;
+        assert_eq!(table.first_unstable_offset(), None);
+        let _ = append(&mut table, txn(0, 0, 5), &mut next).unwrap();
+        let _ = append(&mut table, txn(0, 5, 5), &mut next).unwrap();
+        // The transaction opened at its first batch.
+        assert_eq!(table.first_unstable_offset(), Some(10));
+        assert_eq!(table.get(PID).unwrap().current_txn_first_offset, 10);
+        // Another producer's later transaction does not move it.
+        let other = ProducerBatch {
+            producer_id: 7,
+            ..txn(0, 0, 1)
+        };
+        assert_eq!(table.record(&other, 20, 20, 0), None);
+        assert_eq!(table.first_unstable_offset(), Some(10));
+        // Inside its transaction a producer may not write plain batches.
+        assert_eq!(code(table.check(&batch(0, 10, 1))), 48);
+        // COMMIT closes it without an index entry.
+        assert_eq!(table.check(&marker(PID, 0, true)).unwrap(), Check::Append);
+        assert_eq!(table.record(&marker(PID, 0, true), 21, 21, 0), None);
+        assert_eq!(table.first_unstable_offset(), Some(20));
+        // ABORT returns the aborted range.
+        assert_eq!(
+            table.record(&marker(7, 0, false), 22, 22, 0),
+            Some(AbortedTxn {
+                producer_id: 7,
+                first_offset: 20,
+                last_offset: 22
+            })
+        );
+        assert_eq!(table.first_unstable_offset(), None);
+        // A marker without an open transaction changes nothing more.
+        assert_eq!(table.record(&marker(7, 0, false), 23, 23, 0), None);
+        // Plain batches continue the sequence after the transaction.
+        assert_eq!(table.check(&batch(0, 10, 1)).unwrap(), Check::Append);
+    }
+
+    #[test]
+    fn a_fencing_marker_bumps_the_epoch_and_stale_markers_are_refused() {
+        let mut table = ProducerStateTable::default();
+        let mut next = 0;
+        let _ = append(&mut table, txn(2, 0, 3), &mut next).unwrap();
+        // The coordinator fenced the producer: ABORT under epoch 3.
+        assert!(table.record(&marker(PID, 3, false), 3, 3, 0).is_some());
+        assert_eq!(table.get(PID).unwrap().epoch, 3);
+        assert_eq!(code(table.check(&marker(PID, 2, true))), 47);
+        // The zombie's late batch at epoch 2 is fenced.
+        assert_eq!(code(table.check(&txn(2, 3, 1))), 47);
+        // The new epoch starts at sequence 0.
+        assert_eq!(table.check(&txn(3, 0, 1)).unwrap(), Check::Append);
+        assert_eq!(code(table.check(&txn(3, 1, 1))), 45);
+    }
+
+    #[test]
+    fn restore_and_expiry_keep_open_transactions() {
+        let mut table = ProducerStateTable::default();
+        let previous = table.get(PID).cloned();
+        let _ = table.record(&txn(0, 0, 1), 5, 5, 0);
+        assert_eq!(table.first_unstable_offset(), Some(5));
+        table.restore(PID, previous);
+        assert_eq!(table.first_unstable_offset(), None);
+        let _ = table.record(&txn(0, 0, 1), 5, 5, 0);
+        // Idle for long, but inside a transaction: kept.
+        assert!(!table.has_expired(1_000_000, 10));
+        assert!(table.remove_expired(1_000_000, 10).is_empty());
+        let bytes = encode_entry(table.get(PID).unwrap());
+        let rebuilt = ProducerStateTable::from_entries([(PID, decode_entry(&bytes).unwrap())]);
+        assert_eq!(rebuilt.first_unstable_offset(), Some(5));
+        let aborted = AbortedTxn {
+            producer_id: PID,
+            first_offset: 5,
+            last_offset: 9,
+        };
+        assert_eq!(
+            AbortedTxn::decode(9, &aborted.encode_value()),
+            Some(aborted)
+        );
+    }
+
+    #[test]
+    fn markers_parse_from_headers() {
+        let marker_bytes = crate::log::batch::encode_marker(PID, 4, false, 0, 9);
+        let header = BatchHeader::new(&marker_bytes).unwrap();
+        let parsed = ProducerBatch::from_header(&header, false).unwrap().unwrap();
+        assert_eq!(parsed.kind, BatchKind::Marker { commit: false });
+        assert_eq!(parsed.epoch, 4);
     }
 
     #[test]
     fn headers_without_producer_skip_and_negative_sequences_are_invalid() {
         let plain = crate::log::batch::tests::test_batch(3, 0, 0);
         let header = BatchHeader::new(&plain).unwrap();
-        assert_eq!(ProducerBatch::from_header(&header).unwrap(), None);
+        assert_eq!(ProducerBatch::from_header(&header, false).unwrap(), None);
         let mut idempotent = plain.clone();
         idempotent[43..51].copy_from_slice(&PID.to_be_bytes());
         idempotent[51..53].copy_from_slice(&2i16.to_be_bytes());
         idempotent[53..57].copy_from_slice(&i32::MAX.to_be_bytes());
         let header = BatchHeader::new(&idempotent).unwrap();
-        let parsed = ProducerBatch::from_header(&header).unwrap().unwrap();
+        let parsed = ProducerBatch::from_header(&header, false).unwrap().unwrap();
         assert_eq!(
             (parsed.epoch, parsed.first_seq, parsed.last_seq),
             (2, i32::MAX, 1)
         );
         idempotent[53..57].copy_from_slice(&(-1i32).to_be_bytes());
         let header = BatchHeader::new(&idempotent).unwrap();
-        assert_eq!(ProducerBatch::from_header(&header).unwrap_err().code(), 87);
+        assert_eq!(
+            ProducerBatch::from_header(&header, false)
+                .unwrap_err()
+                .code(),
+            87
+        );
     }
 }

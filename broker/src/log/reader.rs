@@ -14,6 +14,7 @@ use crate::log::batch::BatchHeader;
 use crate::log::db::Db;
 use crate::log::keys::{self, MetaKind, CF_LOG, CF_PARTITION_META};
 use crate::log::partition::{LoadedState, PartitionLog};
+use crate::log::producer_state::AbortedTxn;
 use crate::log::producer_state::{self, ProducerStateTable};
 use crate::log::retention::BatchInfo;
 
@@ -245,6 +246,34 @@ fn load_producers(db: &Db, topic_id: uuid::Uuid, partition: i32) -> Result<Produ
     Ok(ProducerStateTable::from_entries(entries))
 }
 
+/// A partition's aborted transactions, by marker offset. One that does not
+/// decode is skipped with a warning (its records would then show to
+/// read_committed consumers, so it is logged loudly).
+fn load_aborted(
+    db: &Db,
+    topic_id: uuid::Uuid,
+    partition: i32,
+) -> Result<std::collections::VecDeque<AbortedTxn>> {
+    let prefix = keys::meta_key(topic_id, partition, MetaKind::AbortedTxn);
+    let mut it = db.raw().raw_iterator_cf(db.cf(CF_PARTITION_META)?);
+    it.seek(&prefix);
+    let mut out = std::collections::VecDeque::new();
+    while let (Some(key), Some(value)) = (it.key(), it.value()) {
+        if !key.starts_with(&prefix) {
+            break;
+        }
+        match keys::aborted_txn_offset_of(key).and_then(|last| AbortedTxn::decode(last, value)) {
+            Some(aborted) => out.push_back(aborted),
+            None => {
+                tracing::error!(%topic_id, partition, "skipping an undecodable aborted transaction entry")
+            }
+        }
+        it.next();
+    }
+    it.status()?;
+    Ok(out)
+}
+
 /// Reads a partition's persisted state: log start, size, leader epochs,
 /// idempotent producers, and the log end offset from its last batch.
 pub(crate) fn load(db: &Db, topic_id: uuid::Uuid, partition: i32) -> Result<LoadedState> {
@@ -282,19 +311,25 @@ pub(crate) fn load(db: &Db, topic_id: uuid::Uuid, partition: i32) -> Result<Load
         size_bytes,
         epoch_starts,
         producers: load_producers(db, topic_id, partition)?,
+        aborted: load_aborted(db, topic_id, partition)?,
         high_watermark_checkpoint: meta_i64(db, topic_id, partition, MetaKind::HighWatermark)?,
     })
 }
 
-/// Rebuilds a partition's idempotent-producer state from its batches below
-/// `upper` (after a follower truncates its log). Reads every batch header.
+/// Rebuilds a partition's producer state (idempotence and open
+/// transactions) from its batches below `upper`, after a follower
+/// truncates its log. Reads every batch header. The aborted-transaction
+/// index needs no rebuilding: truncation only cuts its tail.
 pub fn rebuild_producers(db: &Db, p: &PartitionLog, upper: i64) -> Result<ProducerStateTable> {
     let mut table = ProducerStateTable::default();
     let now = crate::log::now_ms();
     let mut failure = None;
     scan(db, p, upper, |info, value| {
-        match BatchHeader::new(value).map(|h| producer_state::ProducerBatch::from_header(&h)) {
-            Some(Ok(Some(batch))) => table.record(&batch, info.base_offset, info.last_offset, now),
+        match BatchHeader::new(value).map(|h| producer_state::ProducerBatch::from_header(&h, true))
+        {
+            Some(Ok(Some(batch))) => {
+                let _ = table.record(&batch, info.base_offset, info.last_offset, now);
+            }
             Some(Ok(None)) => {}
             Some(Err(e)) => {
                 failure = Some(e);

@@ -41,7 +41,7 @@ use crate::log::batch::{self, BatchHeader};
 use crate::log::db::Db;
 use crate::log::keys::{self, MetaKind, CF_LOG, CF_PARTITION_META};
 use crate::log::partition::PartitionLog;
-use crate::log::producer_state::{self, Check, ProducerBatch, ProducerStateEntry};
+use crate::log::producer_state::{self, AbortedTxn, Check, ProducerBatch, ProducerStateEntry};
 use crate::log::reclaim::ReclaimHandle;
 use crate::metrics;
 
@@ -58,12 +58,22 @@ pub struct AppendResult {
     pub log_start_offset: i64,
 }
 
+/// Who wrote a batch (Kafka's `AppendOrigin`): clients may not write
+/// control batches; the broker writes transaction markers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppendOrigin {
+    Client,
+    /// A coordinator: its own records, and transaction markers.
+    Coordinator,
+}
+
 /// One batch to append to one partition.
 #[derive(Debug)]
 pub struct AppendJob {
     pub partition: Arc<PartitionLog>,
     pub records: Bytes,
     pub max_message_bytes: i32,
+    pub origin: AppendOrigin,
     pub reply: oneshot::Sender<Result<AppendResult>>,
 }
 
@@ -491,8 +501,10 @@ fn stage_replica(
                 base.to_be_bytes(),
             );
         }
-        if let Some(producer) = ProducerBatch::from_header(&header)? {
-            state.producers.record(&producer, base, last, now_ms);
+        if let Some(producer) = ProducerBatch::from_header(&header, true)? {
+            if let Some(aborted) = state.producers.record(&producer, base, last, now_ms) {
+                stage_aborted(meta_cf, write, partition, &mut state, aborted);
+            }
             touched.push(producer.producer_id);
         }
         let key = keys::log_key(partition.topic_id, partition.partition, base);
@@ -548,6 +560,14 @@ fn stage_truncate_back(db: &Db, write: &mut WriteBatch, job: &mut TruncateBack) 
             keys::producer_state_key(p.topic_id, p.partition, producer_id),
         );
     }
+    // Markers from the cut point on are gone, and the aborts they recorded.
+    write.delete_range_cf(
+        meta_cf,
+        keys::aborted_txn_key(p.topic_id, p.partition, job.offset),
+        keys::aborted_txn_key(p.topic_id, p.partition, i64::MAX),
+    );
+    let offset = job.offset;
+    state.aborted.retain(|a| a.last_offset < offset);
     state.producers = std::mem::take(&mut job.producers);
     for (producer_id, entry) in state.producers.entries() {
         let key = keys::producer_state_key(p.topic_id, p.partition, producer_id);
@@ -709,7 +729,9 @@ fn commit(
         Err(e) => {
             error!(error = %e, "log write failed");
             for (partition, start) in starts.values() {
-                partition.lock().next_offset = *start;
+                let mut state = partition.lock();
+                state.next_offset = *start;
+                state.aborted.retain(|a| a.last_offset < *start);
             }
             for s in &staged {
                 s.partition.lock().size_bytes -= s.size;
@@ -719,6 +741,8 @@ fn commit(
                 let mut state = r.partition.lock();
                 state.size_bytes -= r.size;
                 state.next_offset = state.log_end_offset;
+                let end = state.log_end_offset;
+                state.aborted.retain(|a| a.last_offset < end);
             }
             producers.undo();
             fail_replicas(replicas, truncated);
@@ -780,8 +804,12 @@ fn stage_append(
     if partition.is_deleted() {
         return Err(Error::api(ResponseError::UnknownTopicOrPartition));
     }
-    let header = batch::validate_produce(&job.records, job.max_message_bytes)?;
-    let producer = ProducerBatch::from_header(&header)?;
+    let header = batch::validate_produce(
+        &job.records,
+        job.max_message_bytes,
+        job.origin == AppendOrigin::Coordinator,
+    )?;
+    let producer = ProducerBatch::from_header(&header, job.origin == AppendOrigin::Coordinator)?;
     let count = i64::from(header.record_count());
     let size = job.records.len() as i64;
     let (base_offset, epoch, log_start_offset, new_epoch) = {
@@ -807,9 +835,18 @@ fn stage_append(
                 producer.producer_id,
                 state.producers.get(producer.producer_id),
             );
-            state
+            if let Some(aborted) = state
                 .producers
-                .record(producer, base, base + count - 1, now_ms);
+                .record(producer, base, base + count - 1, now_ms)
+            {
+                stage_aborted(
+                    db.cf(CF_PARTITION_META)?,
+                    write,
+                    partition,
+                    &mut state,
+                    aborted,
+                );
+            }
             partition
                 .metrics
                 .producer_ids
@@ -943,7 +980,33 @@ fn stage_truncate(db: &Db, write: &mut WriteBatch, job: &TruncateFront) -> Resul
     let size = (p.lock().size_bytes - job.freed_bytes).max(0);
     let size_key = keys::meta_key(p.topic_id, p.partition, MetaKind::SizeBytes);
     write.put_cf(meta, size_key, size.to_be_bytes());
+    // Aborts whose markers were deleted concern no record left (Kafka drops
+    // them with their segment).
+    write.delete_range_cf(
+        meta,
+        keys::aborted_txn_key(p.topic_id, p.partition, 0),
+        keys::aborted_txn_key(p.topic_id, p.partition, job.delete_below),
+    );
+    let delete_below = job.delete_below;
+    p.lock().aborted.retain(|a| a.last_offset >= delete_below);
     Ok(())
+}
+
+/// Adds an aborted transaction to a partition's index, in memory and in
+/// `write`.
+fn stage_aborted(
+    meta_cf: &rocksdb::ColumnFamily,
+    write: &mut WriteBatch,
+    partition: &PartitionLog,
+    state: &mut crate::log::partition::PartitionState,
+    aborted: AbortedTxn,
+) {
+    write.put_cf(
+        meta_cf,
+        keys::aborted_txn_key(partition.topic_id, partition.partition, aborted.last_offset),
+        aborted.encode_value(),
+    );
+    state.aborted.push_back(aborted);
 }
 
 fn stage_delete(db: &Db, write: &mut WriteBatch, delete: &DeleteRange) -> Result<()> {

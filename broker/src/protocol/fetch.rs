@@ -6,8 +6,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{ApiKey, FetchRequest, FetchResponse};
+use kafka_protocol::messages::fetch_response::{
+    AbortedTransaction, FetchableTopicResponse, PartitionData,
+};
+use kafka_protocol::messages::{ApiKey, FetchRequest, FetchResponse, ProducerId};
 
 use crate::broker::Broker;
 use crate::error::Error;
@@ -65,6 +67,7 @@ pub async fn handle(
         max_wait: Duration::from_millis(request.max_wait_ms.max(0) as u64),
         min_bytes: request.min_bytes.max(0) as usize,
         max_bytes: (request.max_bytes.max(0) as usize).min(FETCH_MAX_BYTES),
+        read_committed: request.isolation_level == 1,
     };
     let results = match broker.replicas.fetch(specs, limits).await {
         Ok(data) => data,
@@ -137,9 +140,7 @@ fn partition_data(
     data: Result<FetchData, Error>,
     read_committed: bool,
 ) -> PartitionData {
-    let base = PartitionData::default()
-        .with_partition_index(index)
-        .with_aborted_transactions(read_committed.then(Vec::new));
+    let base = PartitionData::default().with_partition_index(index);
     let failed = |e: Error| {
         count_error(ApiKey::Fetch, e.code());
         PartitionData::default()
@@ -153,10 +154,21 @@ fn partition_data(
     match data {
         Err(e) => failed(e),
         Ok(data) => {
+            let aborted = read_committed.then(|| {
+                data.aborted
+                    .iter()
+                    .map(|a| {
+                        AbortedTransaction::default()
+                            .with_producer_id(ProducerId(a.producer_id))
+                            .with_first_offset(a.first_offset)
+                    })
+                    .collect()
+            });
             let with_offsets = base
                 .with_high_watermark(data.high_watermark)
-                .with_last_stable_offset(data.high_watermark)
-                .with_log_start_offset(data.log_start_offset);
+                .with_last_stable_offset(data.last_stable_offset)
+                .with_log_start_offset(data.log_start_offset)
+                .with_aborted_transactions(aborted);
             match data.result {
                 Ok(records) => with_offsets.with_records(Some(records)),
                 Err(e) => {

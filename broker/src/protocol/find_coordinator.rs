@@ -1,6 +1,7 @@
-//! FindCoordinator: the node that coordinates a group: the leader of the
-//! group's `__consumer_offsets` partition (this node answers for itself
-//! once that partition is loaded). v4+ batches keys.
+//! FindCoordinator: the node that coordinates a group or a transactional
+//! id: the leader of its `__consumer_offsets` or `__transaction_state`
+//! partition (this node answers for itself once that partition is loaded).
+//! v4+ batches keys.
 
 use std::sync::Arc;
 
@@ -11,10 +12,12 @@ use kafka_protocol::messages::{ApiKey, BrokerId, FindCoordinatorRequest, FindCoo
 
 use crate::broker::Broker;
 use crate::protocol::{count_error, str_bytes, RequestContext};
-use crate::tenant::acl::operation;
+use crate::tenant::acl::{operation, resource_type};
 
-/// `key_type` of a group; 1 is a transactional id.
+/// `key_type` of a group.
 const GROUP_KEY: i8 = 0;
+/// `key_type` of a transactional id.
+const TRANSACTION_KEY: i8 = 1;
 
 /// The coordinator's node id, host and port.
 async fn find(
@@ -24,36 +27,50 @@ async fn find(
     context: &RequestContext,
 ) -> Result<(i32, String, i32), ResponseError> {
     let listener: &str = &context.listener;
-    if key_type == GROUP_KEY && !context.may_group(&broker.image(), operation::DESCRIBE, key) {
-        return Err(ResponseError::GroupAuthorizationFailed);
-    }
-    match key_type {
-        GROUP_KEY => match broker.groups.find_coordinator(key).await {
-            Ok(()) => {
-                let (host, port) = broker.advertised_address(listener);
-                Ok((broker.node_id(), host, port))
+    let image = broker.image();
+    let (found, other) = match key_type {
+        GROUP_KEY => {
+            if !context.may_group(&image, operation::DESCRIBE, key) {
+                return Err(ResponseError::GroupAuthorizationFailed);
             }
-            Err(ResponseError::NotCoordinator) => {
-                let image = broker.image();
-                broker
-                    .groups
-                    .coordinator_node(key)
-                    .and_then(|id| image.brokers.get(&id))
-                    .filter(|b| !b.fenced)
-                    .map(|b| {
-                        let (host, port) = b.address_for(listener);
-                        (b.id, host.to_owned(), port)
-                    })
-                    .ok_or(ResponseError::CoordinatorNotAvailable)
+            (
+                broker.groups.find_coordinator(key).await,
+                broker.groups.coordinator_node(key),
+            )
+        }
+        TRANSACTION_KEY => {
+            if !context.authorize(
+                &image,
+                operation::DESCRIBE,
+                resource_type::TRANSACTIONAL_ID,
+                key,
+            ) {
+                return Err(ResponseError::TransactionalIdAuthorizationFailed);
             }
-            Err(e) => Err(e),
-        },
-        // Transactions are not implemented. librdkafka retries
-        // COORDINATOR_NOT_AVAILABLE forever but treats this code as fatal,
-        // so a transactional client fails at once with a clear error (the
-        // same answer InitProducerId gives a transactional id).
-        1 => Err(ResponseError::TransactionalIdAuthorizationFailed),
-        _ => Err(ResponseError::InvalidRequest),
+            (
+                broker.txns.find_coordinator(key).await,
+                broker.txns.coordinator_node(key),
+            )
+        }
+        _ => return Err(ResponseError::InvalidRequest),
+    };
+    match found {
+        Ok(()) => {
+            let (host, port) = broker.advertised_address(listener);
+            Ok((broker.node_id(), host, port))
+        }
+        Err(ResponseError::NotCoordinator) => {
+            let image = broker.image();
+            other
+                .and_then(|id| image.brokers.get(&id))
+                .filter(|b| !b.fenced)
+                .map(|b| {
+                    let (host, port) = b.address_for(listener);
+                    (b.id, host.to_owned(), port)
+                })
+                .ok_or(ResponseError::CoordinatorNotAvailable)
+        }
+        Err(e) => Err(e),
     }
 }
 

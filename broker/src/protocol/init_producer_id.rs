@@ -1,6 +1,7 @@
 //! InitProducerId: a fresh producer id at epoch 0 for an idempotent
-//! producer that may write somewhere (KIP-679). Transactions are not
-//! implemented, so a transactional id is refused.
+//! producer that may write somewhere (KIP-679); for a transactional id, the
+//! transaction coordinator's id and next epoch (fencing the id's previous
+//! producer), given WRITE on the transactional id.
 
 use std::sync::Arc;
 
@@ -34,16 +35,32 @@ pub async fn handle(
             // As Kafka's transaction coordinator answers an empty id.
             return failed(ResponseError::InvalidRequest.code());
         }
-        // No transaction coordinator yet. TRANSACTIONAL_ID_AUTHORIZATION_FAILED
-        // is what Kafka answers when this principal may not use the
-        // transactional id, and it is fatal in every client: librdkafka and
-        // the Java client stop with a clear error at once, whereas the
-        // coordinator errors (COORDINATOR_NOT_AVAILABLE, NOT_COORDINATOR)
-        // would make them retry until their timeout, and librdkafka retries
-        // any other code forever.
-        debug!(transactional_id = %transactional_id.as_str(), client_id = %context.client_id,
-            "refusing a transactional producer: transactions are not supported");
-        return failed(ResponseError::TransactionalIdAuthorizationFailed.code());
+        let id = transactional_id.as_str();
+        if !context.authorize(
+            &broker.image(),
+            acl::operation::WRITE,
+            acl::resource_type::TRANSACTIONAL_ID,
+            id,
+        ) {
+            debug!(transactional_id = %id, principal = %context.principal.name,
+                "refusing a transactional id: no WRITE on it");
+            return failed(ResponseError::TransactionalIdAuthorizationFailed.code());
+        }
+        return match broker
+            .txns
+            .init_producer_id(
+                id,
+                request.transaction_timeout_ms,
+                request.producer_id.0,
+                request.producer_epoch,
+            )
+            .await
+        {
+            Ok((producer_id, epoch)) => InitProducerIdResponse::default()
+                .with_producer_id(ProducerId(producer_id))
+                .with_producer_epoch(epoch),
+            Err(e) => failed(e.code()),
+        };
     }
     // KIP-679: IDEMPOTENT_WRITE on the cluster, or WRITE on some topic.
     let image = broker.image();

@@ -23,6 +23,7 @@ pub async fn handle(
     let image = broker.image();
     // The leader epoch field exists from v4 on.
     let with_epoch = context.api_version >= 4;
+    let read_committed = request.isolation_level == 1;
     let topics = request.topics.iter().map(|topic| {
         let record = image.topic(topic.name.as_str()).cloned();
         // DESCRIBE on the topic, once per topic of the request.
@@ -52,7 +53,10 @@ pub async fn handle(
                             } else if p.current_leader_epoch > epoch {
                                 Err(Error::api(ResponseError::UnknownLeaderEpoch))
                             } else {
-                                broker.replicas.list_offset(log, p.timestamp).await
+                                broker
+                                    .replicas
+                                    .list_offset(log, p.timestamp, read_committed)
+                                    .await
                             }
                         }
                     };

@@ -16,6 +16,7 @@ use crate::broker::Broker;
 use crate::cluster::metadata::validate_topic_name;
 use crate::cluster::topic_record::TopicRecord;
 use crate::coordinator::group_coordinator::OFFSETS_TOPIC;
+use crate::coordinator::transaction_coordinator::TRANSACTION_STATE_TOPIC;
 use crate::protocol::{str_bytes, topic_name, RequestContext};
 use crate::tenant::acl::operation;
 
@@ -220,7 +221,7 @@ fn describe(broker: &Broker, topic: &TopicRecord, ops: i32) -> MetadataResponseT
     MetadataResponseTopic::default()
         .with_name(Some(topic_name(&topic.name)))
         .with_topic_id(topic.id)
-        .with_is_internal(topic.name == OFFSETS_TOPIC)
+        .with_is_internal(topic.name == OFFSETS_TOPIC || topic.name == TRANSACTION_STATE_TOPIC)
         .with_partitions(partitions)
         .with_topic_authorized_operations(ops)
 }

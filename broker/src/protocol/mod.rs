@@ -31,6 +31,7 @@ pub mod offset_for_leader_epoch;
 pub mod produce;
 pub mod sasl;
 pub mod sync_group;
+pub mod transactions;
 pub mod user_scram_credentials;
 pub mod versions;
 
@@ -361,6 +362,18 @@ pub fn dispatch(
         }),
         ApiKey::InitProducerId => run(broker, context, body, move |r| {
             init_producer_id::handle(b, c, r)
+        }),
+        ApiKey::AddPartitionsToTxn => run(broker, context, body, move |r| {
+            transactions::handle_add_partitions(b, c, r)
+        }),
+        ApiKey::AddOffsetsToTxn => run(broker, context, body, move |r| {
+            transactions::handle_add_offsets(b, c, r)
+        }),
+        ApiKey::EndTxn => run(broker, context, body, move |r| {
+            transactions::handle_end(b, c, r)
+        }),
+        ApiKey::TxnOffsetCommit => run(broker, context, body, move |r| {
+            transactions::handle_txn_offset_commit(b, c, r)
         }),
         // These name no tenant's resource: SASL steps reach the dispatch
         // only off SASL listeners, and the credential APIs refuse anyone

@@ -23,7 +23,52 @@ type ByTopic = Vec<(String, Vec<(i32, Option<CommittedOffset>)>)>;
 /// A group's offsets, if the principal may DESCRIBE the group: of the
 /// topics it may DESCRIBE (the others are left out of a request for all
 /// offsets, and named in the second part when asked for).
+/// A fetch's rows, the topics it may not see, and (with `require_stable`)
+/// the partitions whose offsets a transaction is still committing.
+type Fetched = (Rows, HashSet<String>, HashSet<(String, i32)>);
+
 async fn fetch(
+    broker: &Broker,
+    context: &RequestContext,
+    group_id: &str,
+    wanted: Option<Vec<(String, i32)>>,
+    require_stable: bool,
+) -> Result<Fetched, ResponseError> {
+    let (rows, denied) = fetch_rows(broker, context, group_id, wanted).await?;
+    // KIP-447: a consumer that needs stable offsets gets
+    // UNSTABLE_OFFSET_COMMIT (retriable) while a transaction has offsets
+    // pending for the partition, instead of an offset about to change.
+    let unstable = if require_stable {
+        let pending = broker.groups.pending_txn_offsets(group_id);
+        rows.iter()
+            .map(|(t, p, _)| (t.clone(), *p))
+            .filter(|k| pending.contains(k))
+            .collect()
+    } else {
+        HashSet::new()
+    };
+    Ok((rows, denied, unstable))
+}
+
+/// The code of one partition's row.
+fn row_code(
+    denied: &HashSet<String>,
+    unstable: &HashSet<(String, i32)>,
+    topic: &str,
+    p: i32,
+) -> i16 {
+    let code = if denied.contains(topic) {
+        ResponseError::TopicAuthorizationFailed.code()
+    } else if unstable.contains(&(topic.to_owned(), p)) {
+        ResponseError::UnstableOffsetCommit.code()
+    } else {
+        0
+    };
+    count_error(ApiKey::OffsetFetch, code);
+    code
+}
+
+async fn fetch_rows(
     broker: &Broker,
     context: &RequestContext,
     group_id: &str,
@@ -99,27 +144,28 @@ pub async fn handle(
             });
             let entry = OffsetFetchResponseGroup::default().with_group_id(group.group_id.clone());
             groups.push(
-                match fetch(&broker, &context, group.group_id.as_str(), wanted).await {
-                    Ok((rows, denied)) => entry.with_topics(
+                match fetch(
+                    &broker,
+                    &context,
+                    group.group_id.as_str(),
+                    wanted,
+                    request.require_stable,
+                )
+                .await
+                {
+                    Ok((rows, denied, unstable)) => entry.with_topics(
                         by_topic(rows)
                             .into_iter()
                             .map(|(topic, parts)| {
-                                let code = if denied.contains(&topic) {
-                                    count_error(
-                                        ApiKey::OffsetFetch,
-                                        ResponseError::TopicAuthorizationFailed.code(),
-                                    );
-                                    ResponseError::TopicAuthorizationFailed.code()
-                                } else {
-                                    0
-                                };
                                 OffsetFetchResponseTopics::default()
                                     .with_name(topic_name(&topic))
                                     .with_partitions(
                                         parts
                                             .iter()
                                             .map(|(p, o)| {
-                                                let (offset, epoch, meta) = fields(o.as_ref());
+                                                let code = row_code(&denied, &unstable, &topic, *p);
+                                                let o = if code == 0 { o.as_ref() } else { None };
+                                                let (offset, epoch, meta) = fields(o);
                                                 OffsetFetchResponsePartitions::default()
                                                     .with_partition_index(*p)
                                                     .with_committed_offset(offset)
@@ -160,26 +206,29 @@ pub async fn handle(
             entry
         }
     };
-    match fetch(&broker, &context, request.group_id.as_str(), wanted.clone()).await {
-        Ok((rows, denied)) => {
+    let require_stable = version >= 7 && request.require_stable;
+    match fetch(
+        &broker,
+        &context,
+        request.group_id.as_str(),
+        wanted.clone(),
+        require_stable,
+    )
+    .await
+    {
+        Ok((rows, denied, unstable)) => {
             let topics = by_topic(rows)
                 .into_iter()
                 .map(|(topic, parts)| {
-                    let code = if denied.contains(&topic) {
-                        count_error(
-                            ApiKey::OffsetFetch,
-                            ResponseError::TopicAuthorizationFailed.code(),
-                        );
-                        ResponseError::TopicAuthorizationFailed.code()
-                    } else {
-                        0
-                    };
                     OffsetFetchResponseTopic::default()
                         .with_name(topic_name(&topic))
                         .with_partitions(
                             parts
                                 .iter()
-                                .map(|(p, o)| partition(*p, o.as_ref(), code))
+                                .map(|(p, o)| {
+                                    let code = row_code(&denied, &unstable, &topic, *p);
+                                    partition(*p, if code == 0 { o.as_ref() } else { None }, code)
+                                })
                                 .collect(),
                         )
                 })

@@ -12,13 +12,16 @@ use kafka_protocol::protocol::Decodable;
 
 use crate::broker::Broker;
 use crate::coordinator::group_coordinator::OFFSETS_TOPIC;
+use crate::coordinator::transaction_coordinator::TRANSACTION_STATE_TOPIC;
 use crate::error::Error;
+use crate::log::batch::BatchHeader;
 use crate::log::topic_config::TopicConfig;
+use crate::log::writer::AppendOrigin;
 use crate::protocol::{
     count_error, encode, resolve_topic, str_bytes, Outcome, RequestContext, ResponseFuture,
 };
 use crate::replication::replica_manager::AppendRequest;
-use crate::tenant::acl::operation;
+use crate::tenant::acl::{operation, resource_type};
 use crate::tenant::rewrite::{ScopeRequest, ScopeResponse, Substitutions};
 
 /// Where a partition's answer comes from: an early error or an append.
@@ -44,6 +47,28 @@ pub fn dispatch(
         request.scope_in(scope, &image, &mut subst);
     }
     let acks = request.acks;
+    // Transactional records need a transactional id and WRITE on it,
+    // checked once per request (Kafka's check; every partition gets the
+    // error).
+    let has_txn_records = request
+        .topic_data
+        .iter()
+        .flat_map(|t| &t.partition_data)
+        .filter_map(|p| p.records.as_ref())
+        .any(|r| BatchHeader::new(r).is_some_and(|h| h.is_transactional()));
+    let txn_ok = !has_txn_records
+        || request
+            .transactional_id
+            .as_ref()
+            .filter(|id| !id.is_empty())
+            .is_some_and(|id| {
+                context.authorize(
+                    &image,
+                    operation::WRITE,
+                    resource_type::TRANSACTIONAL_ID,
+                    id.as_str(),
+                )
+            });
     let mut appends = Vec::new();
     // Per append: the partition and its min.insync.replicas, for acks=all.
     let mut waits = Vec::new();
@@ -60,17 +85,24 @@ pub fn dispatch(
         };
         let mut topic_slots = Vec::with_capacity(topic.partition_data.len());
         for data in &topic.partition_data {
-            let slot = if !authorized {
+            let slot = if !txn_ok {
+                Slot::Failed(Error::api(
+                    ResponseError::TransactionalIdAuthorizationFailed,
+                ))
+            } else if !authorized {
                 Slot::Failed(Error::api(ResponseError::TopicAuthorizationFailed))
             } else if !matches!(acks, -1..=1) {
                 Slot::Failed(Error::api(ResponseError::InvalidRequiredAcks))
             } else {
                 match (record, &topic_config) {
-                    // Only the coordinator writes Kafka's internal topic.
-                    (Ok(record), Ok(_)) if record.name == OFFSETS_TOPIC => {
+                    // Only the coordinators write Kafka's internal topics.
+                    (Ok(record), Ok(_))
+                        if record.name == OFFSETS_TOPIC
+                            || record.name == TRANSACTION_STATE_TOPIC =>
+                    {
                         Slot::Failed(Error::api_msg(
                             ResponseError::InvalidTopicException,
-                            format!("cannot append to internal topic {OFFSETS_TOPIC}"),
+                            format!("cannot append to internal topic {}", record.name),
                         ))
                     }
                     (Ok(record), Ok(config)) => {
@@ -107,6 +139,7 @@ pub fn dispatch(
                                     partition: log,
                                     records: records.clone(),
                                     max_message_bytes: config.max_message_bytes,
+                                    origin: AppendOrigin::Client,
                                 });
                                 Slot::Appended(appends.len() - 1)
                             }

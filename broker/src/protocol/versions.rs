@@ -41,6 +41,13 @@ pub const SUPPORTED: &[(ApiKey, i16, i16, &str)] = &[
     (ApiKey::DeleteGroups, 0, 2, "delete_groups"),
     (ApiKey::OffsetDelete, 0, 0, "offset_delete"),
     (ApiKey::InitProducerId, 0, 5, "init_producer_id"),
+    // Transactions before KIP-890 part 2 (which bumps the epoch per
+    // transaction from AddPartitionsToTxn v4+ / EndTxn v5 on); v4+ of
+    // AddPartitionsToTxn is the broker-to-broker form.
+    (ApiKey::AddPartitionsToTxn, 0, 3, "add_partitions_to_txn"),
+    (ApiKey::AddOffsetsToTxn, 0, 3, "add_offsets_to_txn"),
+    (ApiKey::EndTxn, 0, 3, "end_txn"),
+    (ApiKey::TxnOffsetCommit, 0, 3, "txn_offset_commit"),
     // v0 of the handshake sends raw SASL tokens outside Kafka's framing:
     // every current client uses v1 and SaslAuthenticate.
     (ApiKey::SaslHandshake, 1, 1, "sasl_handshake"),

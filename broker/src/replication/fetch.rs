@@ -14,6 +14,7 @@ use tokio::time::Instant;
 
 use crate::error::{Error, Result};
 use crate::log::partition::PartitionLog;
+use crate::log::producer_state::AbortedTxn;
 use crate::log::reader;
 use crate::replication::ReplicaManager;
 
@@ -31,7 +32,10 @@ pub struct FetchSpec {
 #[derive(Debug)]
 pub struct FetchData {
     pub high_watermark: i64,
+    pub last_stable_offset: i64,
     pub log_start_offset: i64,
+    /// read_committed only: the aborted transactions among the records.
+    pub aborted: Vec<AbortedTxn>,
     pub result: Result<Bytes>,
 }
 
@@ -41,6 +45,9 @@ pub struct FetchLimits {
     pub max_wait: Duration,
     pub min_bytes: usize,
     pub max_bytes: usize,
+    /// Kafka's isolation level 1: read up to the last stable offset only,
+    /// and learn the aborted transactions there.
+    pub read_committed: bool,
 }
 
 fn check_epoch(spec: &FetchSpec, leader_epoch: i32) -> Result<()> {
@@ -51,7 +58,8 @@ fn check_epoch(spec: &FetchSpec, leader_epoch: i32) -> Result<()> {
     }
 }
 
-fn read_all(rm: &ReplicaManager, specs: &[FetchSpec], max_bytes: usize) -> Vec<FetchData> {
+fn read_all(rm: &ReplicaManager, specs: &[FetchSpec], limits: &FetchLimits) -> Vec<FetchData> {
+    let max_bytes = limits.max_bytes;
     let db = rm.logs.db();
     let mut remaining = max_bytes;
     let mut first_data = true;
@@ -59,6 +67,13 @@ fn read_all(rm: &ReplicaManager, specs: &[FetchSpec], max_bytes: usize) -> Vec<F
         .iter()
         .map(|spec| {
             let offsets = spec.log.offsets();
+            // A read_committed consumer stops at the first open transaction.
+            let upper = if limits.read_committed {
+                offsets.last_stable_offset
+            } else {
+                offsets.high_watermark
+            };
+            let mut aborted = Vec::new();
             let result = spec
                 .log
                 .check_leader()
@@ -78,27 +93,26 @@ fn read_all(rm: &ReplicaManager, specs: &[FetchSpec], max_bytes: usize) -> Vec<F
                             ),
                         ));
                     }
-                    if spec.fetch_offset >= offsets.high_watermark {
+                    if spec.fetch_offset >= upper {
                         return Ok(Bytes::new());
                     }
                     let limit = spec.partition_max_bytes.min(remaining);
-                    let records = reader::read(
-                        db,
-                        &spec.log,
-                        spec.fetch_offset,
-                        limit,
-                        offsets.high_watermark,
-                        first_data,
-                    )?;
+                    let records =
+                        reader::read(db, &spec.log, spec.fetch_offset, limit, upper, first_data)?;
                     if !records.is_empty() {
                         first_data = false;
                         remaining = remaining.saturating_sub(records.len());
+                        if limits.read_committed {
+                            aborted = spec.log.aborted_between(spec.fetch_offset, upper);
+                        }
                     }
                     Ok(records)
                 });
             FetchData {
                 high_watermark: offsets.high_watermark,
+                last_stable_offset: offsets.last_stable_offset,
                 log_start_offset: offsets.log_start_offset,
+                aborted,
                 result,
             }
         })
@@ -108,11 +122,11 @@ fn read_all(rm: &ReplicaManager, specs: &[FetchSpec], max_bytes: usize) -> Vec<F
 async fn read_blocking(
     rm: &Arc<ReplicaManager>,
     specs: &Arc<Vec<FetchSpec>>,
-    max_bytes: usize,
+    limits: FetchLimits,
 ) -> Result<Vec<FetchData>> {
     let rm = rm.clone();
     let specs = specs.clone();
-    tokio::task::spawn_blocking(move || read_all(&rm, &specs, max_bytes))
+    tokio::task::spawn_blocking(move || read_all(&rm, &specs, &limits))
         .await
         .map_err(|e| Error::Internal(format!("fetch task: {e}")))
 }
@@ -146,7 +160,7 @@ impl ReplicaManager {
             for watch in &mut watches {
                 let _ = watch.borrow_and_update();
             }
-            let data = read_blocking(self, &specs, limits.max_bytes).await?;
+            let data = read_blocking(self, &specs, limits).await?;
             let bytes: usize = data
                 .iter()
                 .map(|d| d.result.as_ref().map(|b| b.len()).unwrap_or(0))

@@ -9,6 +9,7 @@
 //! - [`fetch`]: the consumers' fetch path (long polls on watches).
 //! - [`leader`]: followers' fetches, ISR maintenance, acks=all waits.
 //! - [`follower`]: the fetchers that pull from leaders.
+//! - [`txn_markers`]: transaction markers written on partition leaders.
 
 pub mod checkpoint;
 pub mod fetch;
@@ -16,5 +17,6 @@ pub mod follower;
 pub mod leader;
 pub mod partition;
 pub mod replica_manager;
+pub mod txn_markers;
 
 pub use replica_manager::ReplicaManager;

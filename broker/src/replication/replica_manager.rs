@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 use crate::log::partition::PartitionLog;
 use crate::log::retention::{self, RetentionPolicy};
 use crate::log::topic_config::TopicConfig;
-use crate::log::writer::{AppendJob, AppendResult, TruncateFront};
+use crate::log::writer::{AppendJob, AppendOrigin, AppendResult, TruncateFront};
 use crate::log::{now_ms, reader, LogManager};
 use crate::replication::follower::ReplicaFetchers;
 use crate::replication::partition::Role;
@@ -37,6 +37,7 @@ pub struct AppendRequest {
     pub partition: Arc<PartitionLog>,
     pub records: Bytes,
     pub max_message_bytes: i32,
+    pub origin: AppendOrigin,
 }
 
 /// The answer to a ListOffsets lookup.
@@ -58,6 +59,10 @@ pub struct ReplicaManager {
     controller: OnceLock<Arc<Controller>>,
     pub(crate) fetchers: ReplicaFetchers,
     pub(crate) shutdown: CancellationToken,
+    /// The group coordinator's hook, told when a marker lands in an
+    /// offsets partition (it holds the coordinator weakly: the coordinator
+    /// holds this manager).
+    pub(crate) txn_completion: OnceLock<Arc<dyn super::txn_markers::TxnCompletion>>,
 }
 
 fn storage_gone() -> Error {
@@ -80,6 +85,7 @@ impl ReplicaManager {
             controller: OnceLock::new(),
             fetchers: ReplicaFetchers::default(),
             shutdown,
+            txn_completion: OnceLock::new(),
         }
     }
 
@@ -241,6 +247,7 @@ impl ReplicaManager {
                     partition: request.partition,
                     records: request.records,
                     max_message_bytes: request.max_message_bytes,
+                    origin: request.origin,
                     reply,
                 });
                 done
@@ -255,13 +262,18 @@ impl ReplicaManager {
         }
     }
 
-    /// ListOffsets for one partition.
+    /// ListOffsets for one partition; read_committed (isolation level 1)
+    /// sees the log up to the last stable offset only, as its fetches do.
     pub async fn list_offset(
         &self,
         log: Arc<PartitionLog>,
         timestamp: i64,
+        read_committed: bool,
     ) -> Result<OffsetAndTimestamp> {
-        let offsets = log.offsets();
+        let mut offsets = log.offsets();
+        if read_committed {
+            offsets.high_watermark = offsets.last_stable_offset;
+        }
         let epoch_at = |offset: i64| log.epoch_for_offset(offset).unwrap_or(offsets.leader_epoch);
         let plain = |offset: i64| OffsetAndTimestamp {
             offset,

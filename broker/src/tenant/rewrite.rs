@@ -40,21 +40,22 @@ use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::describe_configs_response::DescribeConfigsResult;
 use kafka_protocol::messages::{
     alter_configs_request, alter_configs_response, incremental_alter_configs_request,
-    incremental_alter_configs_response, AlterConfigsRequest, AlterConfigsResponse,
-    ApiVersionsRequest, ApiVersionsResponse, CreatePartitionsRequest, CreatePartitionsResponse,
-    CreateTopicsRequest, CreateTopicsResponse, DeleteGroupsRequest, DeleteGroupsResponse,
-    DeleteRecordsRequest, DeleteRecordsResponse, DeleteTopicsRequest, DeleteTopicsResponse,
-    DescribeClusterRequest, DescribeClusterResponse, DescribeConfigsRequest,
-    DescribeConfigsResponse, DescribeGroupsRequest, DescribeGroupsResponse, FetchRequest,
-    FetchResponse, FindCoordinatorRequest, FindCoordinatorResponse, HeartbeatRequest,
-    HeartbeatResponse, IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
-    InitProducerIdRequest, InitProducerIdResponse, JoinGroupRequest, JoinGroupResponse,
-    LeaveGroupRequest, LeaveGroupResponse, ListGroupsRequest, ListGroupsResponse,
-    ListOffsetsRequest, ListOffsetsResponse, MetadataRequest, MetadataResponse,
+    incremental_alter_configs_response, AddOffsetsToTxnRequest, AddOffsetsToTxnResponse,
+    AddPartitionsToTxnRequest, AddPartitionsToTxnResponse, AlterConfigsRequest,
+    AlterConfigsResponse, ApiVersionsRequest, ApiVersionsResponse, CreatePartitionsRequest,
+    CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse, DeleteGroupsRequest,
+    DeleteGroupsResponse, DeleteRecordsRequest, DeleteRecordsResponse, DeleteTopicsRequest,
+    DeleteTopicsResponse, DescribeClusterRequest, DescribeClusterResponse, DescribeConfigsRequest,
+    DescribeConfigsResponse, DescribeGroupsRequest, DescribeGroupsResponse, EndTxnRequest,
+    EndTxnResponse, FetchRequest, FetchResponse, FindCoordinatorRequest, FindCoordinatorResponse,
+    HeartbeatRequest, HeartbeatResponse, IncrementalAlterConfigsRequest,
+    IncrementalAlterConfigsResponse, InitProducerIdRequest, InitProducerIdResponse,
+    JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest, LeaveGroupResponse, ListGroupsRequest,
+    ListGroupsResponse, ListOffsetsRequest, ListOffsetsResponse, MetadataRequest, MetadataResponse,
     OffsetCommitRequest, OffsetCommitResponse, OffsetDeleteRequest, OffsetDeleteResponse,
     OffsetFetchRequest, OffsetFetchResponse, OffsetForLeaderEpochRequest,
     OffsetForLeaderEpochResponse, ProduceRequest, ProduceResponse, SyncGroupRequest,
-    SyncGroupResponse,
+    SyncGroupResponse, TxnOffsetCommitRequest, TxnOffsetCommitResponse,
 };
 use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
@@ -737,6 +738,79 @@ impl ScopeResponse for InitProducerIdResponse {
     fn scope_out(&mut self, _: &TenantScope, _: &Substitutions) {}
 }
 
+// ---------------------------------------------------------------------------
+// Transactions: the transactional id, and the topics and groups it names.
+
+impl ScopeRequest for AddPartitionsToTxnRequest {
+    fn scope_in(&mut self, scope: &TenantScope, _: &MetadataImage, _: &mut Substitutions) {
+        name_in(scope, &mut self.v3_and_below_transactional_id.0);
+        for topic in &mut self.v3_and_below_topics {
+            name_in(scope, &mut topic.name.0);
+        }
+        // v4+ (broker to broker) is not served; map it all the same so
+        // nothing of it could ever name another tenant's resources.
+        for txn in &mut self.transactions {
+            name_in(scope, &mut txn.transactional_id.0);
+            for topic in &mut txn.topics {
+                name_in(scope, &mut topic.name.0);
+            }
+        }
+    }
+}
+
+impl ScopeResponse for AddPartitionsToTxnResponse {
+    fn scope_out(&mut self, scope: &TenantScope, _: &Substitutions) {
+        for topic in &mut self.results_by_topic_v3_and_below {
+            name_out(scope, &mut topic.name.0);
+        }
+        for txn in &mut self.results_by_transaction {
+            name_out(scope, &mut txn.transactional_id.0);
+            for topic in &mut txn.topic_results {
+                name_out(scope, &mut topic.name.0);
+            }
+        }
+    }
+}
+
+impl ScopeRequest for AddOffsetsToTxnRequest {
+    fn scope_in(&mut self, scope: &TenantScope, _: &MetadataImage, _: &mut Substitutions) {
+        name_in(scope, &mut self.transactional_id.0);
+        name_in(scope, &mut self.group_id.0);
+    }
+}
+
+impl ScopeResponse for AddOffsetsToTxnResponse {
+    fn scope_out(&mut self, _: &TenantScope, _: &Substitutions) {}
+}
+
+impl ScopeRequest for EndTxnRequest {
+    fn scope_in(&mut self, scope: &TenantScope, _: &MetadataImage, _: &mut Substitutions) {
+        name_in(scope, &mut self.transactional_id.0);
+    }
+}
+
+impl ScopeResponse for EndTxnResponse {
+    fn scope_out(&mut self, _: &TenantScope, _: &Substitutions) {}
+}
+
+impl ScopeRequest for TxnOffsetCommitRequest {
+    fn scope_in(&mut self, scope: &TenantScope, _: &MetadataImage, _: &mut Substitutions) {
+        name_in(scope, &mut self.transactional_id.0);
+        name_in(scope, &mut self.group_id.0);
+        for topic in &mut self.topics {
+            name_in(scope, &mut topic.name.0);
+        }
+    }
+}
+
+impl ScopeResponse for TxnOffsetCommitResponse {
+    fn scope_out(&mut self, scope: &TenantScope, _: &Substitutions) {
+        for topic in &mut self.topics {
+            name_out(scope, &mut topic.name.0);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
@@ -1190,6 +1264,38 @@ mod tests {
         let mut init = InitProducerIdRequest::default()
             .with_transactional_id(Some(TransactionalId(s("other.tx"))));
         init.scope_in(&scope, &image, &mut subst);
+        let mut add = AddPartitionsToTxnRequest::default()
+            .with_v3_and_below_transactional_id(TransactionalId(s("other.tx")))
+            .with_v3_and_below_topics(
+                tricky
+                    .iter()
+                    .map(|n| {
+                        kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic::default()
+                            .with_name(topic(n))
+                    })
+                    .collect(),
+            );
+        add.scope_in(&scope, &image, &mut subst);
+        let mut offsets = AddOffsetsToTxnRequest::default()
+            .with_transactional_id(TransactionalId(s("other.tx")))
+            .with_group_id(group("other.g"));
+        offsets.scope_in(&scope, &image, &mut subst);
+        let mut end =
+            EndTxnRequest::default().with_transactional_id(TransactionalId(s("other.tx")));
+        end.scope_in(&scope, &image, &mut subst);
+        let mut txn_commit = TxnOffsetCommitRequest::default()
+            .with_transactional_id(TransactionalId(s("other.tx")))
+            .with_group_id(group("other.g"))
+            .with_topics(
+                tricky
+                    .iter()
+                    .map(|n| {
+                        kafka_protocol::messages::txn_offset_commit_request::TxnOffsetCommitRequestTopic::default()
+                            .with_name(topic(n))
+                    })
+                    .collect(),
+            );
+        txn_commit.scope_in(&scope, &image, &mut subst);
 
         let mut all: Vec<String> = Vec::new();
         all.extend(create.topics.iter().map(|t| t.name.to_string()));
@@ -1198,7 +1304,15 @@ mod tests {
         all.extend(commit.topics.iter().map(|t| t.name.to_string()));
         all.extend(describe.groups.iter().map(|g| g.to_string()));
         all.extend(init.transactional_id.iter().map(|t| t.to_string()));
-        assert_eq!(all.len(), 4 * tricky.len() + 2);
+        all.push(add.v3_and_below_transactional_id.to_string());
+        all.extend(add.v3_and_below_topics.iter().map(|t| t.name.to_string()));
+        all.push(offsets.transactional_id.to_string());
+        all.push(offsets.group_id.to_string());
+        all.push(end.transactional_id.to_string());
+        all.push(txn_commit.transactional_id.to_string());
+        all.push(txn_commit.group_id.to_string());
+        all.extend(txn_commit.topics.iter().map(|t| t.name.to_string()));
+        assert_eq!(all.len(), 6 * tricky.len() + 8);
         for name in &all {
             assert!(name.starts_with("acme."), "{name}");
         }

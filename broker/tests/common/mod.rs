@@ -396,6 +396,7 @@ pub fn append_value(
         partition: log.clone(),
         records: batch(&[value], now_ms(), Compression::None),
         max_message_bytes: 1 << 20,
+        origin: metrobus::log::writer::AppendOrigin::Client,
         reply,
     });
     let _ = done
