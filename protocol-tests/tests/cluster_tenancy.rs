@@ -1,18 +1,43 @@
 //! Two tenants and a super user against a 3-node cluster: logins work on
 //! every node (credentials live in the replicated metadata log), topics are
-//! replicated under internal names, and each tenant sees only its own
-//! topics, records and group offsets, also after the node leading its
-//! partition is killed.
+//! replicated under internal names, each tenant sees only its own topics,
+//! records and group offsets, also after the node leading its partition is
+//! killed, and both use one transactional.id without touching each other's
+//! transactions.
 
 use std::time::Duration;
 
 use protocol_tests::cluster::{ClusterOptions, ClusterProcess};
+use protocol_tests::rdkafka::config::ClientConfig;
 use protocol_tests::rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use protocol_tests::rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use protocol_tests::rdkafka::{Offset, TopicPartitionList};
 use protocol_tests::tenancy::{
     consumer, create, produce, sasl_client_for, values, ADMIN, ALICE, BOB,
 };
 use protocol_tests::{assign, list_topics, OP_TIMEOUT};
+
+/// A transactional producer of `cfg`'s user, initialised.
+fn transactional(cfg: &ClientConfig, id: &str) -> FutureProducer {
+    let producer: FutureProducer = cfg
+        .clone()
+        .set("transactional.id", id)
+        .set("message.timeout.ms", "30000")
+        .create()
+        .unwrap();
+    producer.init_transactions(OP_TIMEOUT).unwrap();
+    producer
+}
+
+async fn send(producer: &FutureProducer, topic: &str, value: &str) {
+    producer
+        .send(
+            FutureRecord::<(), _>::to(topic).payload(value).partition(0),
+            OP_TIMEOUT,
+        )
+        .await
+        .unwrap_or_else(|(e, _)| panic!("sending {value}: {e}"));
+}
 
 fn sasl_bootstrap(cluster: &ClusterProcess, skip: Option<i32>) -> String {
     cluster
@@ -55,13 +80,28 @@ async fn tenants_are_isolated_across_the_cluster_and_a_failover() {
     produce(&alice, "metrics", &["acme-1"]).await;
     produce(&bob, "metrics", &["globex-1"]).await;
 
+    // Both tenants use transactional.id "poller": two transactional ids,
+    // each fencing only its own tenant's producers.
+    let alice_txn = transactional(&alice, "poller");
+    let bob_txn = transactional(&bob, "poller");
+    bob_txn.begin_transaction().unwrap();
+    send(&bob_txn, "metrics", "globex-txn").await;
+    let alice_again = transactional(&alice, "poller");
+    alice_again.begin_transaction().unwrap();
+    send(&alice_again, "metrics", "acme-txn").await;
+    alice_again.commit_transaction(OP_TIMEOUT).unwrap();
+    // Bob's open transaction was not touched by alice's second producer
+    // (which fenced her first one only): it commits.
+    drop(alice_txn);
+    bob_txn.commit_transaction(OP_TIMEOUT).unwrap();
+
     let alice_consumer = consumer(&alice, "dash");
     assign(&alice_consumer, "metrics", 1, Offset::Beginning);
-    assert_eq!(values(&alice_consumer, 1), ["acme-1"]);
+    assert_eq!(values(&alice_consumer, 2), ["acme-1", "acme-txn"]);
     assert_eq!(list_topics(&alice_consumer).unwrap(), ["metrics"]);
     let mut offsets = TopicPartitionList::new();
     offsets
-        .add_partition_offset("metrics", 0, Offset::Offset(1))
+        .add_partition_offset("metrics", 0, Offset::Offset(3))
         .unwrap();
     alice_consumer.commit(&offsets, CommitMode::Sync).unwrap();
 
@@ -92,7 +132,8 @@ async fn tenants_are_isolated_across_the_cluster_and_a_failover() {
     produce(&alice, "metrics", &["acme-2"]).await;
     let after = consumer(&alice, "dash");
     after.subscribe(&["metrics"]).unwrap();
-    // The group resumes at alice's committed offset 1: only the new record.
+    // The group resumes at alice's committed offset 3 (past her records
+    // and the transaction's marker): only the new record.
     assert_eq!(values(&after, 1), ["acme-2"]);
     let bob_consumer = consumer(&bob, "dash");
     let committed = bob_consumer
@@ -107,7 +148,7 @@ async fn tenants_are_isolated_across_the_cluster_and_a_failover() {
         .unwrap();
     assert_eq!(committed.elements()[0].offset(), Offset::Invalid);
     assign(&bob_consumer, "metrics", 1, Offset::Beginning);
-    assert_eq!(values(&bob_consumer, 1), ["globex-1"]);
+    assert_eq!(values(&bob_consumer, 2), ["globex-1", "globex-txn"]);
     let wait = Duration::from_secs(2);
     assert!(bob_consumer.poll(wait).is_none(), "bob sees nothing more");
     cluster.restart(leader).unwrap();
