@@ -8,13 +8,11 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use common::{now_ms, values, Client, TestBroker};
 use indexmap::IndexMap;
 use kafka_protocol::messages::{ApiKey, InitProducerIdRequest, InitProducerIdResponse, ProducerId};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use kafka_protocol::records::{Compression, Record, TimestampType};
 use metrobus::log::partition::PartitionLog;
 
 const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
@@ -42,17 +40,7 @@ fn idempotent_batch(pid: i64, epoch: i16, first_seq: i32, count: i32) -> Bytes {
             headers: IndexMap::new(),
         })
         .collect();
-    let mut out = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut out,
-        &records,
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .expect("encode batch");
-    out.freeze()
+    common::encode_records(&records, Compression::None)
 }
 
 async fn init_producer_id(client: &mut Client, version: i16) -> (i16, i64, i16) {

@@ -35,7 +35,7 @@ use super::group::{
     CommittedOffset, Effects, Group, GroupConfig, GroupState, JoinOutcome, JoinParams, JoinResult,
     Protocol, Reply, SyncOutcome, SyncResult,
 };
-use super::internal_topic::{InternalTopic, TxnProducer};
+use super::internal_topic::{follow_images, InternalTopic, PartitionStatus, TxnProducer};
 use super::record::{self, GroupValue, MemberValue, OffsetValue, RecordKey};
 use crate::cluster::store::MetadataStore;
 use crate::config::BrokerConfig;
@@ -45,10 +45,6 @@ use crate::log::writer::AppendResult;
 use crate::metrics;
 use crate::replication::txn_markers::TxnCompletion;
 use crate::replication::ReplicaManager;
-
-/// How long a group request waits for its partition to finish loading
-/// before answering COORDINATOR_LOAD_IN_PROGRESS.
-const LOAD_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Kafka's internal topic of group metadata and committed offsets.
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
@@ -63,6 +59,41 @@ pub struct OffsetCommit {
     pub offset: i64,
     pub leader_epoch: i32,
     pub metadata: String,
+}
+
+impl OffsetCommit {
+    /// The offset as committed at `now`, written at `log_offset`.
+    fn committed(&self, now: i64, log_offset: i64) -> CommittedOffset {
+        CommittedOffset {
+            offset: self.offset,
+            leader_epoch: self.leader_epoch,
+            metadata: self.metadata.clone(),
+            commit_timestamp_ms: now,
+            log_offset,
+        }
+    }
+}
+
+/// The `__consumer_offsets` records of `offsets` committed at `now`.
+fn offset_records(
+    group_id: &str,
+    offsets: &[OffsetCommit],
+    now: i64,
+) -> Vec<(Bytes, Option<Bytes>)> {
+    offsets
+        .iter()
+        .map(|o| {
+            (
+                record::offset_key(group_id, &o.topic, o.partition),
+                Some(record::offset_value(&OffsetValue {
+                    offset: o.offset,
+                    leader_epoch: o.leader_epoch,
+                    metadata: o.metadata.clone(),
+                    commit_timestamp: now,
+                })),
+            )
+        })
+        .collect()
 }
 
 /// A member as DescribeGroups shows it.
@@ -99,12 +130,6 @@ struct Slot {
     join_waiters: HashMap<String, oneshot::Sender<JoinResult>>,
     sync_waiters: HashMap<String, oneshot::Sender<SyncResult>>,
     wake: Arc<Notify>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum PartitionStatus {
-    Loading,
-    Loaded,
 }
 
 #[derive(Default)]
@@ -323,15 +348,11 @@ impl GroupCoordinator {
     /// Follows the offsets topic's leadership until shutdown (see
     /// [`Self::sync_leadership`]).
     async fn leadership_loop(self: Arc<Self>) {
-        let mut images = self.metadata.controller().subscribe();
-        loop {
-            let image = images.borrow_and_update().clone();
-            self.sync_leadership(&image).await;
-            tokio::select! {
-                _ = self.shutdown.cancelled() => return,
-                changed = images.changed() => if changed.is_err() { return },
-            }
-        }
+        follow_images(&self.metadata, &self.shutdown, |image| {
+            let this = self.clone();
+            async move { this.sync_leadership(&image).await }
+        })
+        .await;
     }
 
     /// Loads each offsets partition this node leads in `image` and has not
@@ -401,27 +422,11 @@ impl GroupCoordinator {
     /// The checks every group request starts with; the group's partition.
     async fn ready(&self, group_id: &str) -> std::result::Result<i32, ResponseError> {
         self.ensure_topic().await?;
-        let partition = partition_for(group_id, self.partitions());
-        match self.coordinator_node(group_id) {
-            Some(node) if node == self.config.node_id => {}
-            Some(_) => return Err(ResponseError::NotCoordinator),
-            None => return Err(ResponseError::CoordinatorNotAvailable),
-        }
-        // A partition being loaded (a new leader, a new offsets topic) is
-        // usually ready within moments: wait a little before telling the
-        // client to retry.
-        let deadline = tokio::time::Instant::now() + LOAD_WAIT;
-        loop {
-            let loaded = self.loaded.notified();
-            match self.lock().partitions.get(&partition) {
-                Some(PartitionStatus::Loaded) => return Ok(partition),
-                Some(PartitionStatus::Loading) => {}
-                None => return Err(ResponseError::CoordinatorNotAvailable),
-            }
-            if tokio::time::timeout_at(deadline, loaded).await.is_err() {
-                return Err(ResponseError::CoordinatorLoadInProgress);
-            }
-        }
+        self.topic
+            .wait_ready(group_id, &self.loaded, |p| {
+                self.lock().partitions.get(&p).copied()
+            })
+            .await
     }
 
     /// A group's slot, created (Empty) if missing, with its timer.
@@ -714,20 +719,7 @@ impl GroupCoordinator {
             {
                 return all(e);
             }
-            let records = offsets
-                .iter()
-                .map(|o| {
-                    (
-                        record::offset_key(group_id, &o.topic, o.partition),
-                        Some(record::offset_value(&OffsetValue {
-                            offset: o.offset,
-                            leader_epoch: o.leader_epoch,
-                            metadata: o.metadata.clone(),
-                            commit_timestamp: now,
-                        })),
-                    )
-                })
-                .collect();
+            let records = offset_records(group_id, &offsets, now);
             match self.queue_records(&mut inner, partition, records, None) {
                 Ok(write) => write,
                 Err(e) => return all(storage_to_commit_error(&e)),
@@ -742,17 +734,8 @@ impl GroupCoordinator {
             Ok(at) => {
                 if let Some(slot) = inner.groups.get_mut(group_id) {
                     for (i, o) in offsets.iter().enumerate() {
-                        slot.group.apply_commit(
-                            &o.topic,
-                            o.partition,
-                            CommittedOffset {
-                                offset: o.offset,
-                                leader_epoch: o.leader_epoch,
-                                metadata: o.metadata.clone(),
-                                commit_timestamp_ms: now,
-                                log_offset: at.base_offset + i as i64,
-                            },
-                        );
+                        let committed = o.committed(now, at.base_offset + i as i64);
+                        slot.group.apply_commit(&o.topic, o.partition, committed);
                     }
                 }
                 vec![Ok(()); offsets.len()]
@@ -804,20 +787,7 @@ impl GroupCoordinator {
                     }
                 }
             }
-            let records = offsets
-                .iter()
-                .map(|o| {
-                    (
-                        record::offset_key(group_id, &o.topic, o.partition),
-                        Some(record::offset_value(&OffsetValue {
-                            offset: o.offset,
-                            leader_epoch: o.leader_epoch,
-                            metadata: o.metadata.clone(),
-                            commit_timestamp: now,
-                        })),
-                    )
-                })
-                .collect();
+            let records = offset_records(group_id, &offsets, now);
             match self.queue_records(&mut inner, partition, records, Some(producer)) {
                 Ok(write) => write,
                 Err(e) => return all(storage_to_commit_error(&e)),
@@ -836,13 +806,7 @@ impl GroupCoordinator {
                         group: group_id.to_owned(),
                         topic: o.topic.clone(),
                         partition: o.partition,
-                        committed: CommittedOffset {
-                            offset: o.offset,
-                            leader_epoch: o.leader_epoch,
-                            metadata: o.metadata.clone(),
-                            commit_timestamp_ms: now,
-                            log_offset: at.base_offset + i as i64,
-                        },
+                        committed: o.committed(now, at.base_offset + i as i64),
                     });
                 }
                 vec![Ok(()); offsets.len()]

@@ -16,6 +16,8 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::records::{
     Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::cluster::metadata::MetadataImage;
@@ -31,6 +33,40 @@ use crate::replication::ReplicaManager;
 
 /// How long a coordinator's write waits for the in-sync replicas.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long a request waits for its partition to finish loading before
+/// answering COORDINATOR_LOAD_IN_PROGRESS.
+const LOAD_WAIT: Duration = Duration::from_secs(2);
+
+/// Where one of the partitions this node leads stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PartitionStatus {
+    /// Being replayed: its keys' requests wait, then get
+    /// COORDINATOR_LOAD_IN_PROGRESS.
+    Loading,
+    Loaded,
+}
+
+/// Calls `sync` with each new metadata image until shutdown: how a
+/// coordinator follows its topic's leadership.
+pub async fn follow_images<F, Fut>(
+    metadata: &MetadataStore,
+    shutdown: &CancellationToken,
+    mut sync: F,
+) where
+    F: FnMut(Arc<MetadataImage>) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let mut images = metadata.controller().subscribe();
+    loop {
+        let image = images.borrow_and_update().clone();
+        sync(image).await;
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            changed = images.changed() => if changed.is_err() { return },
+        }
+    }
+}
 
 /// Java's `String.hashCode`, which Kafka's placement uses.
 fn java_string_hash(s: &str) -> i32 {
@@ -175,6 +211,38 @@ impl InternalTopic {
         let partition = partition_for(key, topic.partitions);
         let leader = image.partition(&topic.id, partition)?.leader;
         (leader >= 0).then_some(leader)
+    }
+
+    /// The checks every coordinator request makes once the topic exists:
+    /// this node leads `key`'s partition and has loaded it. A partition
+    /// being loaded (a new leader, a new topic) is usually ready within
+    /// moments, so this waits a little (woken by `loaded`) before telling
+    /// the client to retry. `status` reads a partition's status under the
+    /// coordinator's lock. Returns the partition.
+    pub async fn wait_ready(
+        &self,
+        key: &str,
+        loaded: &Notify,
+        status: impl Fn(i32) -> Option<PartitionStatus>,
+    ) -> std::result::Result<i32, ResponseError> {
+        let partition = self.partition_of(key);
+        match self.coordinator_node(key) {
+            Some(node) if node == self.config.node_id => {}
+            Some(_) => return Err(ResponseError::NotCoordinator),
+            None => return Err(ResponseError::CoordinatorNotAvailable),
+        }
+        let deadline = tokio::time::Instant::now() + LOAD_WAIT;
+        loop {
+            let woken = loaded.notified();
+            match status(partition) {
+                Some(PartitionStatus::Loaded) => return Ok(partition),
+                Some(PartitionStatus::Loading) => {}
+                None => return Err(ResponseError::CoordinatorNotAvailable),
+            }
+            if tokio::time::timeout_at(deadline, woken).await.is_err() {
+                return Err(ResponseError::CoordinatorLoadInProgress);
+            }
+        }
     }
 
     /// The partitions this node leads in `image` (None: no topic yet).

@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 use uuid::Uuid;
 
-use super::internal_topic::InternalTopic;
+use super::internal_topic::{follow_images, InternalTopic, PartitionStatus};
 use super::producer_id::ProducerIdManager;
 use super::record;
 use super::transaction::{self, EndDecision, InitDecision, InitRequest, TxnMetadata, TxnState};
@@ -44,10 +44,6 @@ use crate::replication::ReplicaManager;
 /// Kafka's internal topic of transaction state.
 pub const TRANSACTION_STATE_TOPIC: &str = "__transaction_state";
 
-/// How long a request waits for its partition to finish loading before
-/// answering COORDINATOR_LOAD_IN_PROGRESS.
-const LOAD_WAIT: Duration = Duration::from_secs(2);
-
 /// How long EndTxn (and an InitProducerId that aborts) waits for the
 /// markers before answering anyway: the outcome is decided and stored once
 /// Prepare* is, and the markers are retried until written.
@@ -60,12 +56,6 @@ const MARKER_RETRY: Duration = Duration::from_millis(100);
 const MARKER_RPC_TIMEOUT: Duration = Duration::from_secs(10);
 
 type TxnResult<T> = std::result::Result<T, ResponseError>;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum PartitionStatus {
-    Loading,
-    Loaded,
-}
 
 /// One transactional id.
 #[derive(Debug)]
@@ -203,36 +193,19 @@ impl TransactionCoordinator {
     /// The checks every request starts with; the id's partition.
     async fn ready(&self, transactional_id: &str) -> TxnResult<i32> {
         self.ensure_topic().await?;
-        let partition = self.topic.partition_of(transactional_id);
-        match self.coordinator_node(transactional_id) {
-            Some(node) if node == self.config.node_id => {}
-            Some(_) => return Err(ResponseError::NotCoordinator),
-            None => return Err(ResponseError::CoordinatorNotAvailable),
-        }
-        let deadline = tokio::time::Instant::now() + LOAD_WAIT;
-        loop {
-            let loaded = self.loaded.notified();
-            match self.lock().partitions.get(&partition) {
-                Some(PartitionStatus::Loaded) => return Ok(partition),
-                Some(PartitionStatus::Loading) => {}
-                None => return Err(ResponseError::CoordinatorNotAvailable),
-            }
-            if tokio::time::timeout_at(deadline, loaded).await.is_err() {
-                return Err(ResponseError::CoordinatorLoadInProgress);
-            }
-        }
+        self.topic
+            .wait_ready(transactional_id, &self.loaded, |p| {
+                self.lock().partitions.get(&p).copied()
+            })
+            .await
     }
 
     async fn leadership_loop(self: Arc<Self>) {
-        let mut images = self.metadata.controller().subscribe();
-        loop {
-            let image = images.borrow_and_update().clone();
-            self.sync_leadership(&image).await;
-            tokio::select! {
-                _ = self.shutdown.cancelled() => return,
-                changed = images.changed() => if changed.is_err() { return },
-            }
-        }
+        follow_images(&self.metadata, &self.shutdown, |image| {
+            let this = self.clone();
+            async move { this.sync_leadership(&image).await }
+        })
+        .await;
     }
 
     /// Loads each partition this node leads in `image` and has not loaded;

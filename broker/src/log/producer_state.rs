@@ -214,6 +214,21 @@ impl ProducerBatch {
     }
 }
 
+/// INVALID_PRODUCER_EPOCH for a batch (or marker) older than the
+/// producer's current epoch: a fenced producer's.
+fn check_epoch(batch: &ProducerBatch, entry: &ProducerStateEntry) -> Result<()> {
+    if batch.epoch < entry.epoch {
+        return Err(Error::api_msg(
+            ResponseError::InvalidProducerEpoch,
+            format!(
+                "epoch {} of producer {} is older than its current epoch {}",
+                batch.epoch, batch.producer_id, entry.epoch
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// The outcome of checking a batch against the state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Check {
@@ -273,47 +288,19 @@ impl ProducerStateTable {
             return Ok(Check::Append);
         };
         let transactional = match batch.kind {
-            BatchKind::Marker { .. } => {
-                // Kafka's `checkProducerEpoch` for markers: a marker from
-                // an older epoch than the producer's current one is stale.
-                if batch.epoch < entry.epoch {
-                    return Err(Error::api_msg(
-                        ResponseError::InvalidProducerEpoch,
-                        format!(
-                            "marker epoch {} of producer {} is older than its current epoch {}",
-                            batch.epoch, batch.producer_id, entry.epoch
-                        ),
-                    ));
-                }
-                return Ok(Check::Append);
-            }
             BatchKind::Data { transactional } => transactional,
+            // Kafka's `checkProducerEpoch` for markers: a marker from an
+            // older epoch than the producer's current one is stale.
+            BatchKind::Marker { .. } => return check_epoch(batch, entry).map(|()| Check::Append),
         };
         if batch.first_seq < 0 {
             // A coordinator's batch without sequence: only fencing applies.
-            if batch.epoch < entry.epoch {
-                return Err(Error::api_msg(
-                    ResponseError::InvalidProducerEpoch,
-                    format!(
-                        "epoch {} of producer {} is older than its current epoch {}",
-                        batch.epoch, batch.producer_id, entry.epoch
-                    ),
-                ));
-            }
-            return Ok(Check::Append);
+            return check_epoch(batch, entry).map(|()| Check::Append);
         }
         if let Some(duplicate) = entry.find_duplicate(batch) {
             return Ok(Check::Duplicate(duplicate));
         }
-        if batch.epoch < entry.epoch {
-            return Err(Error::api_msg(
-                ResponseError::InvalidProducerEpoch,
-                format!(
-                    "epoch {} of producer {} is older than its current epoch {}",
-                    batch.epoch, batch.producer_id, entry.epoch
-                ),
-            ));
-        }
+        check_epoch(batch, entry)?;
         if batch.epoch != entry.epoch {
             if batch.first_seq != 0 {
                 return Err(Error::api_msg(

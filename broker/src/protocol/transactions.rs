@@ -20,8 +20,9 @@ use kafka_protocol::messages::{
 };
 
 use crate::broker::Broker;
-use crate::coordinator::group_coordinator::{OffsetCommit, OFFSETS_TOPIC};
+use crate::coordinator::group_coordinator::OFFSETS_TOPIC;
 use crate::coordinator::internal_topic::TxnProducer;
+use crate::protocol::offset_commit::{outcome_code, plan, PartitionOffset};
 use crate::protocol::{count_error, RequestContext};
 use crate::tenant::acl::{operation, resource_type};
 
@@ -185,47 +186,28 @@ pub async fn handle_txn_offset_commit(
     context: RequestContext,
     request: TxnOffsetCommitRequest,
 ) -> TxnOffsetCommitResponse {
-    let image = broker.image();
-    let max_metadata = broker.config.offset_metadata_max_bytes;
     let group_id = request.group_id.as_str();
-    let txn_ok = may_use_txn_id(&broker, &context, request.transactional_id.as_str());
-    let group_ok = context.may_group(&image, operation::READ, group_id);
-    let mut outcomes: Vec<Vec<Result<usize, ResponseError>>> = Vec::new();
-    let mut commits = Vec::new();
-    for topic in &request.topics {
-        let record = image.topic(topic.name.as_str());
-        let topic_ok = context.may_topic(&image, operation::READ, topic.name.as_str());
-        let row = topic
-            .partitions
-            .iter()
-            .map(|p| {
-                let metadata = p.committed_metadata.as_deref().unwrap_or("");
-                if !txn_ok {
-                    Err(ResponseError::TransactionalIdAuthorizationFailed)
-                } else if group_id.is_empty() {
-                    Err(ResponseError::InvalidGroupId)
-                } else if !group_ok {
-                    Err(ResponseError::GroupAuthorizationFailed)
-                } else if !topic_ok {
-                    Err(ResponseError::TopicAuthorizationFailed)
-                } else if !record.is_some_and(|r| (0..r.partitions).contains(&p.partition_index)) {
-                    Err(ResponseError::UnknownTopicOrPartition)
-                } else if metadata.len() > max_metadata {
-                    Err(ResponseError::OffsetMetadataTooLarge)
-                } else {
-                    commits.push(OffsetCommit {
-                        topic: topic.name.to_string(),
-                        partition: p.partition_index,
-                        offset: p.committed_offset,
-                        leader_epoch: p.committed_leader_epoch,
-                        metadata: metadata.to_owned(),
-                    });
-                    Ok(commits.len() - 1)
-                }
-            })
-            .collect();
-        outcomes.push(row);
-    }
+    let denied = (!may_use_txn_id(&broker, &context, request.transactional_id.as_str()))
+        .then_some(ResponseError::TransactionalIdAuthorizationFailed);
+    let (outcomes, commits) = plan(
+        &broker,
+        &context,
+        group_id,
+        denied,
+        request.topics.iter().map(|t| {
+            let partitions = t
+                .partitions
+                .iter()
+                .map(|p| PartitionOffset {
+                    partition: p.partition_index,
+                    offset: p.committed_offset,
+                    leader_epoch: p.committed_leader_epoch,
+                    metadata: p.committed_metadata.as_deref(),
+                })
+                .collect();
+            (t.name.as_str(), partitions)
+        }),
+    );
     let results = if commits.is_empty() {
         Vec::new()
     } else {
@@ -254,14 +236,7 @@ pub async fn handle_txn_offset_commit(
                 .iter()
                 .zip(row)
                 .map(|(p, outcome)| {
-                    let result = outcome.and_then(|i| {
-                        results
-                            .get(i)
-                            .copied()
-                            .unwrap_or(Err(ResponseError::UnknownServerError))
-                    });
-                    let code = code_of(result);
-                    count_error(ApiKey::TxnOffsetCommit, code);
+                    let code = outcome_code(ApiKey::TxnOffsetCommit, outcome, &results);
                     TxnOffsetCommitResponsePartition::default()
                         .with_partition_index(p.partition_index)
                         .with_error_code(code)

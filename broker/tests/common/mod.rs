@@ -175,10 +175,16 @@ pub fn batch(values: &[&str], timestamp: i64, compression: Compression) -> Bytes
             headers: IndexMap::new(),
         })
         .collect();
+    encode_records(&records, compression)
+}
+
+/// Encodes records as magic v2 batches (one, while their offset - sequence
+/// stays the same).
+pub fn encode_records(records: &[Record], compression: Compression) -> Bytes {
     let mut out = BytesMut::new();
     RecordBatchEncoder::encode(
         &mut out,
-        &records,
+        records,
         &RecordEncodeOptions {
             version: 2,
             compression,
