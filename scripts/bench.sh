@@ -7,7 +7,9 @@
 # directory and runs the librdkafka bench client against it:
 #   produce 100 B records, acks=1        consume them
 #   produce 100 B records, acks=all, without and with enable.idempotence
-#                                        (the idempotence cost, issue 3)
+#                                        (the idempotence cost, issue 3), and
+#                                        in committed transactions of 10,000
+#                                        records, read back read_committed
 #   produce 100 B to 6 partitions        consume them through a group of 3,
 #                                        then the rebalance time when one leaves
 #   produce 1 KiB records, acks=all      consume them
@@ -363,6 +365,18 @@ broker_scenarios() {
     scenario produce-100b-acksall-idempotent "$policy" produce -b "$brokers" \
         -t bench-p100-acksall-idem --partitions 3 --records "$records_small" --size 100 \
         --acks all --idempotent --linger-ms 5 --max-seconds "$max_seconds"
+    # The same again in transactions of 10,000 records, each committed (its
+    # markers written to the 3 partitions), and read back read_committed:
+    # what exactly-once costs.
+    scenario produce-100b-acksall-txn "$policy" produce -b "$brokers" \
+        -t bench-p100-acksall-txn --partitions 3 --records "$records_small" --size 100 \
+        --acks all --idempotent --transaction-records 10000 \
+        -X "transactional.id=bench-$policy" -X transaction.timeout.ms=900000 \
+        --linger-ms 5 --max-seconds "$max_seconds"
+    count=$(json_field "$last_line" records)
+    scenario consume-100b-txn "$policy" consume -b "$brokers" -t bench-p100-acksall-txn \
+        --records "${count:-$records_small}" --max-seconds "$max_seconds" \
+        -X isolation.level=read_committed
 
     scenario produce-1k-acksall "$policy" produce -b "$brokers" -t bench-p1k-acksall \
         --partitions 3 --records "$records_large" --size 1024 --acks all --linger-ms 5 \

@@ -3,7 +3,7 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context as _, Result};
 use clap::Args;
 use rdkafka::consumer::Consumer as _;
 use rdkafka::message::Message as _;
@@ -36,6 +36,10 @@ pub(crate) struct ProduceArgs {
     acks: String,
     #[arg(long)]
     idempotent: bool,
+    /// Send in transactions of this many records, each committed (needs
+    /// `-X transactional.id=...`); 0: no transactions
+    #[arg(long, default_value_t = 0)]
+    transaction_records: u64,
     #[arg(long, default_value_t = 5)]
     linger_ms: u64,
     /// Stop sending after this long (records not sent are reported, not errors)
@@ -77,8 +81,22 @@ pub(crate) fn produce(args: &ProduceArgs) -> Result<bool> {
     let producer = create_producer(&args.kafka, &settings, DeliveryStats::default())?;
     let stats = producer.context();
     let pool = PayloadPool::new(args.size);
+    let txn_timeout = Duration::from_secs(args.flush_seconds);
+    let in_transactions = args.transaction_records > 0;
+    if in_transactions {
+        producer
+            .init_transactions(txn_timeout)
+            .context("init_transactions (is -X transactional.id set?)")?;
+    }
+    let mut transactions = 0u64;
+    // Whether a transaction is begun and not yet committed.
+    let mut open = false;
 
     let start = Instant::now();
+    if in_transactions {
+        producer.begin_transaction().context("begin_transaction")?;
+        open = true;
+    }
     let deadline = start + Duration::from_secs(args.max_seconds);
     let mut sent = 0u64;
     let mut timed_out = false;
@@ -92,6 +110,18 @@ pub(crate) fn produce(args: &ProduceArgs) -> Result<bool> {
             }
             Err(error) => stats.note_rejected(&error),
         }
+        if in_transactions && (i + 1) % args.transaction_records == 0 {
+            // Commit flushes the transaction's records first.
+            producer
+                .commit_transaction(txn_timeout)
+                .context("commit_transaction")?;
+            transactions += 1;
+            open = false;
+            if i + 1 < args.records {
+                producer.begin_transaction().context("begin_transaction")?;
+                open = true;
+            }
+        }
         if i % 1024 == 1023 {
             producer.poll(Duration::ZERO);
             if Instant::now() >= deadline && i + 1 < args.records {
@@ -99,6 +129,12 @@ pub(crate) fn produce(args: &ProduceArgs) -> Result<bool> {
                 break;
             }
         }
+    }
+    if open {
+        producer
+            .commit_transaction(txn_timeout)
+            .context("commit_transaction")?;
+        transactions += 1;
     }
     let send_seconds = start.elapsed().as_secs_f64();
     let undelivered = drain_producer(&producer, sent, Duration::from_secs(args.flush_seconds));
@@ -114,6 +150,8 @@ pub(crate) fn produce(args: &ProduceArgs) -> Result<bool> {
         .int("size", args.size as u64)
         .str("acks", acks_label(&args.acks))
         .bool("idempotent", args.idempotent)
+        .int("transaction_records", args.transaction_records)
+        .int("transactions", transactions)
         .int("linger_ms", args.linger_ms)
         .int("target_records", args.records)
         .throughput(ok, bytes, seconds)
