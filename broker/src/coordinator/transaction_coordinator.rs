@@ -331,12 +331,17 @@ impl TransactionCoordinator {
 
     /// Ends a change begun with [`Self::begin`]: stores `next` (if any) in
     /// memory once it is written.
+    /// An id that still has no stored state is forgotten: a request naming
+    /// an unknown id (refused) leaves nothing behind.
     fn finish(&self, id: &str, next: Option<TxnMetadata>) {
         let mut inner = self.lock();
         if let Some(slot) = inner.txns.get_mut(id) {
             slot.pending = false;
             if let Some(next) = next {
                 slot.meta = Some(next);
+            }
+            if slot.meta.is_none() {
+                let _ = inner.txns.remove(id);
             }
         }
     }
