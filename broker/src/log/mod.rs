@@ -3,6 +3,7 @@
 //! - [`keys`]: the key layout of every column family.
 //! - [`db`]: the RocksDB instance and its column families.
 //! - [`batch`]: the record batch header view, validation and patching.
+//! - [`batch_sizes`]: recent batches' sizes, so reads stop before loading one.
 //! - [`partition`]: one partition's offsets and the watch that wakes fetches.
 //! - [`producer_state`]: idempotent producers' sequence checks, pure.
 //! - [`writer`]: the writer thread with group commit; the only writer of data.
@@ -13,6 +14,7 @@
 //! - [`LogManager`]: owns the above for every partition on this node.
 
 pub mod batch;
+pub mod batch_sizes;
 pub mod db;
 pub mod keys;
 pub mod partition;

@@ -18,6 +18,7 @@ use kafka_protocol::error::ResponseError;
 
 use crate::cluster::records::PartitionRegistration;
 use crate::error::{Error, Result};
+use crate::log::batch_sizes::RecentBatchSizes;
 use crate::log::producer_state::{AbortedTxn, ProducerStateTable};
 use crate::metrics;
 use crate::replication::partition::{self as rules, FollowerProgress, Role};
@@ -53,6 +54,8 @@ pub(crate) struct PartitionState {
     /// Owned by the writer thread: aborted transactions, ordered by the
     /// offset of their ABORT marker.
     pub(crate) aborted: VecDeque<AbortedTxn>,
+    /// Owned by the writer thread: recent batches' sizes, for reads.
+    pub(crate) batch_sizes: RecentBatchSizes,
     /// This node's part, from the metadata image.
     pub(crate) role: Role,
     /// This node's id (set with the role).
@@ -188,6 +191,7 @@ impl PartitionLog {
                 epoch_starts: loaded.epoch_starts,
                 producers: loaded.producers,
                 aborted: loaded.aborted,
+                batch_sizes: RecentBatchSizes::default(),
                 role: Role::None,
                 local_id: -1,
                 replicas: Vec::new(),
@@ -440,6 +444,11 @@ impl PartitionLog {
             .range(epoch.saturating_add(1)..)
             .next()
             .map(|(_, start)| *start)
+    }
+
+    /// The stored size of the batch at `base`, if it is a recent one.
+    pub(crate) fn batch_size_at(&self, base: i64) -> Option<usize> {
+        self.lock().batch_sizes.size_at(base)
     }
 
     /// The epoch of the last batch this log holds (-1 if none).

@@ -36,6 +36,14 @@ fn header(value: &[u8]) -> Result<BatchHeader<'_>> {
 /// Positions `it` on the batch holding `offset`, or the first batch after it.
 fn seek_to_offset(it: &mut RawIter<'_>, p: &PartitionLog, offset: i64) {
     let key = keys::log_key(p.topic_id, p.partition, offset.max(0));
+    // Most reads start where a batch does (a follower's log end, a consumer
+    // past a whole batch). Try that first: positioning loads the value, and
+    // a reverse seek would load the batch before, up to a MiB read (from a
+    // blob file once flushed) only to be skipped.
+    it.seek(key);
+    if it.key() == Some(&key[..]) {
+        return;
+    }
     it.seek_for_prev(key);
     if !it.valid() {
         it.seek(key);
@@ -65,6 +73,12 @@ pub fn read(
             }
             out.extend_from_slice(value);
             if !fits {
+                break;
+            }
+            // Stepping onto the next batch loads it: stop first if it is
+            // known not to fit.
+            let next_size = p.batch_size_at(batch.last_offset() + 1);
+            if next_size.is_some_and(|size| out.len() + size > max_bytes) {
                 break;
             }
         }

@@ -509,6 +509,7 @@ fn stage_replica(
         }
         let key = keys::log_key(partition.topic_id, partition.partition, base);
         write.put_cf(log_cf, key, &bytes[at..at + total]);
+        state.batch_sizes.record(base, total);
         state.next_offset = last + 1;
         state.size_bytes += total as i64;
         added += total as i64;
@@ -568,6 +569,7 @@ fn stage_truncate_back(db: &Db, write: &mut WriteBatch, job: &mut TruncateBack) 
     );
     let offset = job.offset;
     state.aborted.retain(|a| a.last_offset < offset);
+    state.batch_sizes.truncate_from(offset);
     state.producers = std::mem::take(&mut job.producers);
     for (producer_id, entry) in state.producers.entries() {
         let key = keys::producer_state_key(p.topic_id, p.partition, producer_id);
@@ -854,6 +856,7 @@ fn stage_append(
         }
         state.next_offset = base + count;
         state.size_bytes += size;
+        state.batch_sizes.record(base, job.records.len());
         let epoch = state.leader_epoch;
         let new_epoch = !state.epoch_starts.contains_key(&epoch);
         if new_epoch {
