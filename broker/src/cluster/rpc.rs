@@ -4,7 +4,8 @@
 //! fetching and transaction markers. Kafka clients never see it, as Kafka keeps its controller and
 //! inter-broker traffic apart from client listeners.
 //!
-//! Framing: a big-endian u32 length, then a bincode body. A connection
+//! Framing: a big-endian u32 length, then a bincode body; a replica fetch
+//! response's record batches follow its body as they are. A connection
 //! carries one call at a time (request, then response); each user owns its
 //! connection, so nothing is locked across a call. A frame over
 //! [`MAX_FRAME`] or one that does not decode closes the connection.
@@ -93,7 +94,12 @@ pub struct ReplicaFetchedPartition {
     /// Set when the follower's log diverged: truncate to this end offset of
     /// this epoch before fetching again.
     pub diverging_epoch: Option<(i32, i64)>,
+    /// Travels after the bincode body, not in it (see [`encode_response`]):
+    /// bincode would copy it once into the frame and once more out of it.
+    #[serde(skip)]
     pub records: Bytes,
+    /// The length of `records` on the wire; set by [`encode_response`].
+    pub records_len: u64,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -166,7 +172,64 @@ pub(crate) async fn write_frame<W: AsyncWriteExt + Unpin>(
     writer: &mut W,
     body: &[u8],
 ) -> std::io::Result<()> {
-    let len = u32::try_from(body.len())
+    write_frame_parts(writer, body, &[]).await
+}
+
+/// Encodes a response: its bincode body, then what travels after the body
+/// (a replica fetch's records, in partition order), sent without copying.
+pub(crate) fn encode_response(
+    response: &mut RpcResponse,
+) -> Result<(Vec<u8>, Vec<Bytes>), RpcError> {
+    let mut payload = Vec::new();
+    if let RpcResponse::ReplicaFetch(partitions) = response {
+        for p in partitions.iter_mut() {
+            p.records_len = p.records.len() as u64;
+            if !p.records.is_empty() {
+                payload.push(p.records.clone());
+            }
+        }
+    }
+    let body = bincode::serialize(response).map_err(|e| RpcError::Codec(e.to_string()))?;
+    Ok((body, payload))
+}
+
+/// Decodes a response frame written by [`encode_response`]: the records
+/// become slices of the frame itself.
+pub(crate) fn decode_response(frame: Bytes) -> Result<RpcResponse, RpcError> {
+    let mut rest: &[u8] = &frame;
+    let mut response: RpcResponse =
+        bincode::deserialize_from(&mut rest).map_err(|e| RpcError::Codec(e.to_string()))?;
+    let mut at = frame.len() - rest.len();
+    if let RpcResponse::ReplicaFetch(partitions) = &mut response {
+        for p in partitions.iter_mut() {
+            let end = usize::try_from(p.records_len)
+                .ok()
+                .and_then(|len| at.checked_add(len))
+                .filter(|end| *end <= frame.len())
+                .ok_or_else(|| RpcError::Codec("replica fetch records past the frame".into()))?;
+            p.records = frame.slice(at..end);
+            at = end;
+        }
+    }
+    if at != frame.len() {
+        return Err(RpcError::Codec(format!(
+            "{} bytes after the response",
+            frame.len() - at
+        )));
+    }
+    Ok(response)
+}
+
+/// Writes one frame made of `body` and then `payload`.
+pub(crate) async fn write_frame_parts<W: AsyncWriteExt + Unpin>(
+    writer: &mut W,
+    body: &[u8],
+    payload: &[Bytes],
+) -> std::io::Result<()> {
+    let total = payload
+        .iter()
+        .fold(body.len(), |n, p| n.saturating_add(p.len()));
+    let len = u32::try_from(total)
         .ok()
         .filter(|l| (*l as usize) <= MAX_FRAME)
         .ok_or_else(|| {
@@ -174,6 +237,9 @@ pub(crate) async fn write_frame<W: AsyncWriteExt + Unpin>(
         })?;
     writer.write_u32(len).await?;
     writer.write_all(body).await?;
+    for part in payload {
+        writer.write_all(part).await?;
+    }
     writer.flush().await
 }
 
@@ -210,9 +276,8 @@ impl RpcConnection {
         let addr = self.addr.clone();
         let outcome = tokio::time::timeout(timeout, self.exchange(&body)).await;
         match outcome {
-            Ok(Ok(bytes)) => bincode::deserialize(&bytes).map_err(|e| {
+            Ok(Ok(frame)) => decode_response(Bytes::from(frame)).inspect_err(|_| {
                 self.stream = None;
-                RpcError::Codec(e.to_string())
             }),
             Ok(Err(e)) => {
                 self.stream = None;
@@ -335,8 +400,74 @@ async fn serve_connection(
                 RpcResponse::WriteTxnMarkers(replicas.write_txn_markers(markers).await)
             }
         };
-        let bytes = bincode::serialize(&response)
+        let mut response = response;
+        let (body, payload) = encode_response(&mut response)
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))?;
-        write_frame(&mut writer, &bytes).await?;
+        write_frame_parts(&mut writer, &body, &payload).await?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fetched(partition: i32, records: &'static [u8]) -> ReplicaFetchedPartition {
+        ReplicaFetchedPartition {
+            topic_id: Uuid::from_u128(7),
+            partition,
+            error_code: 0,
+            high_watermark: 10,
+            log_start_offset: 0,
+            diverging_epoch: None,
+            records: Bytes::from_static(records),
+            records_len: 0,
+        }
+    }
+
+    async fn frame_of(response: RpcResponse) -> Vec<u8> {
+        let mut response = response;
+        let (body, payload) = encode_response(&mut response).unwrap();
+        let mut wire = Vec::new();
+        write_frame_parts(&mut wire, &body, &payload).await.unwrap();
+        let mut reader: &[u8] = &wire;
+        read_frame(&mut reader).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn replica_fetch_records_travel_after_the_body() {
+        let frame = frame_of(RpcResponse::ReplicaFetch(vec![
+            fetched(0, b"first batch"),
+            fetched(1, b""),
+            fetched(2, b"third"),
+        ]))
+        .await;
+        let RpcResponse::ReplicaFetch(partitions) = decode_response(Bytes::from(frame)).unwrap()
+        else {
+            panic!("not a replica fetch");
+        };
+        let records: Vec<&[u8]> = partitions.iter().map(|p| &p.records[..]).collect();
+        assert_eq!(records, [&b"first batch"[..], b"", b"third"]);
+        assert_eq!(partitions[2].partition, 2);
+        assert_eq!(partitions[2].high_watermark, 10);
+    }
+
+    #[tokio::test]
+    async fn other_responses_and_bad_frames() {
+        let frame = frame_of(RpcResponse::Heartbeat(HeartbeatReply {
+            error_code: 0,
+            fenced: false,
+        }))
+        .await;
+        assert!(matches!(
+            decode_response(Bytes::from(frame.clone())),
+            Ok(RpcResponse::Heartbeat(_))
+        ));
+        // Trailing bytes, and records cut short, are refused.
+        let mut long = frame;
+        long.push(0);
+        assert!(decode_response(Bytes::from(long)).is_err());
+        let mut short = frame_of(RpcResponse::ReplicaFetch(vec![fetched(0, b"batch")])).await;
+        let _ = short.pop();
+        assert!(decode_response(Bytes::from(short)).is_err());
     }
 }

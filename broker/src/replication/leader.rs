@@ -28,6 +28,7 @@ fn answer(p: &ReplicaFetchPartition, error: ResponseError) -> ReplicaFetchedPart
         log_start_offset: -1,
         diverging_epoch: None,
         records: bytes::Bytes::new(),
+        records_len: 0,
     }
 }
 
@@ -158,6 +159,7 @@ impl ReplicaManager {
                     log_start_offset: offsets.log_start_offset,
                     diverging_epoch: None,
                     records,
+                    records_len: 0,
                 }
             })
             .collect()
