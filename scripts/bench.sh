@@ -15,8 +15,10 @@
 #   produce 1 KiB records, acks=all      consume them
 #   end-to-end latency at 5000 records/s, 1 KiB, acks=all, linger 1 ms
 # With --cluster (BENCH_CLUSTER=1) it then starts a 3-node loopback cluster
-# (durable flush policy, replication factor 3, min.insync.replicas 2) and
+# (a cluster's defaults: replicated flush policy, replication factor 3,
+# min.insync.replicas 2) and
 # runs, labelled "cluster":
+#   produce 100 B records, acks=1
 #   produce 1 KiB records, acks=all      consume them
 #   end-to-end latency at 5000 records/s, 1 KiB, acks=all
 #   failover: kill -9 the leader of a partition under acks=all load, time
@@ -83,7 +85,9 @@ log() { echo "bench.sh: $*" >&2; }
 # Scaled count, at least 1000: scaled 3000000 -> records.
 scaled() { awk -v n="$1" -v s="$scale" 'BEGIN { v = int(n * s + 0.5); if (v < 1000) v = 1000; print v }'; }
 records_small=$(scaled 3000000)
-records_large=$(scaled 500000)
+# 2 GB at scale 1: long enough that the 1 KiB runs (the cluster/single
+# ratio of issue 4) measure the steady state, not client start-up.
+records_large=$(scaled 2000000)
 latency_seconds=$(awk -v s="$scale" 'BEGIN { v = int(10 * s + 0.5); if (v < 2) v = 2; print v }')
 
 if [[ $build == 1 ]]; then
@@ -180,6 +184,11 @@ start_cluster() {
 }
 
 cluster_scenarios() {
+    # First, as on the single node, 100 B records with acks=1: the 1 KiB
+    # figures below then compare like with like (neither node set fresh).
+    scenario produce-100b-acks1 cluster produce -b "$brokers" -t bench-p100-acks1 \
+        --partitions 3 --records "$records_small" --size 100 --acks 1 --linger-ms 5 \
+        --max-seconds "$max_seconds"
     scenario produce-1k-acksall cluster produce -b "$brokers" -t bench-p1k-acksall \
         --partitions 3 --records "$records_large" --size 1024 --acks all --linger-ms 5 \
         --max-seconds "$max_seconds"
