@@ -122,6 +122,16 @@ stop_broker() {
     broker_pid=
 }
 
+# settle: before the next broker starts, drop the stopped brokers' data
+# (unless BENCH_KEEP) and sync, so the disk is not still writing back an
+# earlier run's gigabytes during the next one's measurement.
+settle() {
+    if [[ ${BENCH_KEEP:-0} != 1 ]]; then
+        rm -rf "$run_dir"/*/data
+    fi
+    sync
+}
+
 cluster_pids=()
 
 stop_cluster() {
@@ -419,6 +429,7 @@ if [[ -n $external ]]; then
     broker_scenarios external
 else
     for policy in $policies; do
+        settle
         if start_broker "$policy"; then
             broker_scenarios "$policy"
         else
@@ -429,6 +440,7 @@ else
 fi
 
 if [[ $cluster == 1 ]]; then
+    settle
     if start_cluster; then
         cluster_scenarios
     else

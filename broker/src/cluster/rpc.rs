@@ -163,8 +163,15 @@ pub(crate) async fn read_frame<R: AsyncReadExt + Unpin>(
             format!("rpc frame of {len} bytes is over the {MAX_FRAME} limit"),
         ));
     }
-    let mut body = vec![0u8; len];
-    let _ = reader.read_exact(&mut body).await?;
+    // Read into spare capacity: zeroing a replica fetch's megabytes first
+    // would cost as much as a copy.
+    let mut body = Vec::with_capacity(len);
+    let mut limited = (&mut *reader).take(len as u64);
+    while body.len() < len {
+        if limited.read_buf(&mut body).await? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+    }
     Ok(body)
 }
 
@@ -469,5 +476,9 @@ mod tests {
         let mut short = frame_of(RpcResponse::ReplicaFetch(vec![fetched(0, b"batch")])).await;
         let _ = short.pop();
         assert!(decode_response(Bytes::from(short)).is_err());
+        // A frame that ends before its length is an error, not a hang.
+        let mut cut: &[u8] = &[0, 0, 0, 9, 1, 2, 3];
+        let err = read_frame(&mut cut).await.unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::UnexpectedEof);
     }
 }
