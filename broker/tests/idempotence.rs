@@ -10,9 +10,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::{now_ms, values, Client, TestBroker};
-use indexmap::IndexMap;
 use kafka_protocol::messages::{ApiKey, InitProducerIdRequest, InitProducerIdResponse, ProducerId};
-use kafka_protocol::records::{Compression, Record, TimestampType};
+use kafka_protocol::records::Compression;
 use metrobus::log::partition::PartitionLog;
 
 const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
@@ -22,25 +21,10 @@ const INVALID_REQUEST: i16 = 42;
 /// A batch of `count` records from producer `pid` at `epoch`, sequences
 /// `first_seq..`, values `v{first_seq + i}`.
 fn idempotent_batch(pid: i64, epoch: i16, first_seq: i32, count: i32) -> Bytes {
-    let timestamp = now_ms();
-    let records: Vec<Record> = (0..count)
-        .map(|i| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: 0,
-            producer_id: pid,
-            producer_epoch: epoch,
-            timestamp_type: TimestampType::Creation,
-            offset: i64::from(i),
-            sequence: first_seq.wrapping_add(i),
-            timestamp,
-            key: None,
-            value: Some(Bytes::from(format!("v{}", first_seq.wrapping_add(i)))),
-            headers: IndexMap::new(),
-        })
+    let values: Vec<String> = (0..count)
+        .map(|i| format!("v{}", first_seq.wrapping_add(i)))
         .collect();
-    common::encode_records(&records, Compression::None)
+    common::producer_batch(pid, epoch, first_seq, false, &values)
 }
 
 async fn init_producer_id(client: &mut Client, version: i16) -> (i16, i64, i16) {

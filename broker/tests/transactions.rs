@@ -8,7 +8,6 @@ mod common;
 
 use bytes::{Bytes, BytesMut};
 use common::{name, now_ms, values, Client, Session, TestBroker};
-use indexmap::IndexMap;
 use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
@@ -25,7 +24,7 @@ use kafka_protocol::messages::{
     TxnOffsetCommitResponse,
 };
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{Compression, Record, RecordBatchDecoder, TimestampType};
+use kafka_protocol::records::{Compression, RecordBatchDecoder};
 
 const INVALID_PRODUCER_EPOCH: i16 = 47;
 const INVALID_TXN_STATE: i16 = 48;
@@ -40,27 +39,8 @@ fn s(v: &str) -> StrBytes {
 /// A transactional batch of `values` from `pid` at `epoch`, sequences from
 /// `first_seq`.
 fn txn_batch(pid: i64, epoch: i16, first_seq: i32, values: &[&str]) -> Bytes {
-    let timestamp = now_ms();
-    let records: Vec<Record> = values
-        .iter()
-        .enumerate()
-        .map(|(i, v)| Record {
-            transactional: true,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: 0,
-            producer_id: pid,
-            producer_epoch: epoch,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            sequence: first_seq + i as i32,
-            timestamp,
-            key: None,
-            value: Some(Bytes::copy_from_slice(v.as_bytes())),
-            headers: IndexMap::new(),
-        })
-        .collect();
-    common::encode_records(&records, Compression::None)
+    let values: Vec<String> = values.iter().map(|v| (*v).to_owned()).collect();
+    common::producer_batch(pid, epoch, first_seq, true, &values)
 }
 
 fn init_request(id: &str) -> InitProducerIdRequest {

@@ -377,7 +377,7 @@ async fn serve_connection(
         };
         let request: RpcRequest = bincode::deserialize(&body)
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))?;
-        let response = match request {
+        let mut response = match request {
             RpcRequest::AppendEntries(rpc) => {
                 if let Some(leader) = rpc.vote.leader_id().voted_for() {
                     controller.note_leader_contact(leader as i32);
@@ -407,7 +407,6 @@ async fn serve_connection(
                 RpcResponse::WriteTxnMarkers(replicas.write_txn_markers(markers).await)
             }
         };
-        let mut response = response;
         let (body, payload) = encode_response(&mut response)
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))?;
         write_frame_parts(&mut writer, &body, &payload).await?;
@@ -431,8 +430,7 @@ mod tests {
         }
     }
 
-    async fn frame_of(response: RpcResponse) -> Vec<u8> {
-        let mut response = response;
+    async fn frame_of(mut response: RpcResponse) -> Vec<u8> {
         let (body, payload) = encode_response(&mut response).unwrap();
         let mut wire = Vec::new();
         write_frame_parts(&mut wire, &body, &payload).await.unwrap();

@@ -178,6 +178,38 @@ pub fn batch(values: &[&str], timestamp: i64, compression: Compression) -> Bytes
     encode_records(&records, compression)
 }
 
+/// One batch from producer `pid` at `epoch`, one unkeyed record per value,
+/// sequences from `first_seq`; `transactional` sets the batch's flag.
+pub fn producer_batch(
+    pid: i64,
+    epoch: i16,
+    first_seq: i32,
+    transactional: bool,
+    values: &[String],
+) -> Bytes {
+    let timestamp = now_ms();
+    let records: Vec<Record> = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| Record {
+            transactional,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: 0,
+            producer_id: pid,
+            producer_epoch: epoch,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            sequence: first_seq.wrapping_add(i as i32),
+            timestamp,
+            key: None,
+            value: Some(Bytes::copy_from_slice(v.as_bytes())),
+            headers: IndexMap::new(),
+        })
+        .collect();
+    encode_records(&records, Compression::None)
+}
+
 /// Encodes records as magic v2 batches (one, while their offset - sequence
 /// stays the same).
 pub fn encode_records(records: &[Record], compression: Compression) -> Bytes {
