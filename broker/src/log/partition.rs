@@ -70,6 +70,20 @@ pub(crate) struct PartitionState {
 }
 
 impl PartitionState {
+    /// Undoes, in memory, what staging batches from `start` on changed when
+    /// their write then failed: numbering resumes at `start`, and the epoch
+    /// cache, batch sizes and aborted transactions forget what was never
+    /// stored. Without this, an epoch first seen in the failed group would
+    /// stay cached but never be written, and the next append in it would
+    /// not write it either. (Producer state is put back separately, entry
+    /// by entry; `size_bytes` by the caller, who knows the sizes.)
+    pub(crate) fn forget_unwritten(&mut self, start: i64) {
+        self.next_offset = start;
+        self.epoch_starts.retain(|_, first| *first < start);
+        self.batch_sizes.truncate_from(start);
+        self.aborted.retain(|a| a.last_offset < start);
+    }
+
     /// Where a leader's high watermark may move now (Kafka's rule, see
     /// [`rules::high_watermark`]).
     fn leader_high_watermark(&self) -> i64 {
@@ -548,6 +562,49 @@ mod tests {
         assert_eq!(log.end_offset_for_epoch(7), Some((5, 100)));
         assert_eq!(log.end_offset_for_epoch(-1), None);
         assert_eq!(log.offsets().leader_epoch, 5);
+    }
+
+    #[test]
+    fn forgetting_unwritten_batches_keeps_what_came_before() {
+        let log = log_with_epochs(&[(0, 0), (3, 40)], 60);
+        let mut state = log.lock();
+        // A group staged [60, 90): a new epoch at 70, two batches, an abort.
+        state.next_offset = 90;
+        let _ = state.epoch_starts.insert(4, 70);
+        state.batch_sizes.record(50, 100);
+        state.batch_sizes.record(60, 200);
+        state.batch_sizes.record(70, 300);
+        state.aborted.push_back(AbortedTxn {
+            producer_id: 7,
+            first_offset: 55,
+            last_offset: 59,
+        });
+        state.aborted.push_back(AbortedTxn {
+            producer_id: 8,
+            first_offset: 61,
+            last_offset: 80,
+        });
+        state.forget_unwritten(60);
+        assert_eq!(state.next_offset, 60);
+        assert_eq!(
+            state
+                .epoch_starts
+                .iter()
+                .map(|(e, s)| (*e, *s))
+                .collect::<Vec<_>>(),
+            vec![(0, 0), (3, 40)]
+        );
+        assert_eq!(state.batch_sizes.size_at(50), Some(100));
+        assert_eq!(state.batch_sizes.size_at(60), None);
+        assert_eq!(state.batch_sizes.size_at(70), None);
+        assert_eq!(
+            state
+                .aborted
+                .iter()
+                .map(|a| a.producer_id)
+                .collect::<Vec<_>>(),
+            vec![7]
+        );
     }
 
     #[test]

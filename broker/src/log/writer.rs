@@ -459,6 +459,7 @@ fn stage_replica(
     write: &mut WriteBatch,
     job: &ReplicaAppend,
     now_ms: i64,
+    producers: &mut TouchedProducers,
 ) -> Result<(i64, i64)> {
     let partition = &job.partition;
     if partition.is_deleted() {
@@ -469,7 +470,6 @@ fn stage_replica(
     let mut state = partition.lock();
     let mut at = 0usize;
     let mut added = 0i64;
-    let mut touched = Vec::new();
     let bytes = &job.records;
     while at + batch::HEADER_LEN <= bytes.len() {
         let Some(header) = BatchHeader::new(&bytes[at..]) else {
@@ -502,10 +502,16 @@ fn stage_replica(
             );
         }
         if let Some(producer) = ProducerBatch::from_header(&header, true)? {
+            // Noted, so a failed write puts it back; its entry is staged
+            // with the group's others (`stage_producer_states`).
+            producers.note(
+                partition,
+                producer.producer_id,
+                state.producers.get(producer.producer_id),
+            );
             if let Some(aborted) = state.producers.record(&producer, base, last, now_ms) {
                 stage_aborted(meta_cf, write, partition, &mut state, aborted);
             }
-            touched.push(producer.producer_id);
         }
         let key = keys::log_key(partition.topic_id, partition.partition, base);
         write.put_cf(log_cf, key, &bytes[at..at + total]);
@@ -515,15 +521,6 @@ fn stage_replica(
         added += total as i64;
         partition.metrics.bytes_in.inc_by(total as u64);
         at += total;
-    }
-    touched.sort_unstable();
-    touched.dedup();
-    for producer_id in touched {
-        if let Some(entry) = state.producers.get(producer_id) {
-            let key =
-                keys::producer_state_key(partition.topic_id, partition.partition, producer_id);
-            write.put_cf(meta_cf, key, producer_state::encode_entry(entry));
-        }
     }
     let size_key = keys::meta_key(partition.topic_id, partition.partition, MetaKind::SizeBytes);
     write.put_cf(meta_cf, size_key, state.size_bytes.to_be_bytes());
@@ -620,17 +617,22 @@ fn commit(
     let now_ms = crate::log::now_ms();
     for command in group {
         match command {
-            Command::Replica(job) => match stage_replica(db, &mut write, &job, now_ms) {
-                Ok((end_offset, size)) => replicas.push(StagedReplica {
-                    reply: job.reply,
-                    partition: job.partition,
-                    end_offset,
-                    size,
-                }),
-                Err(e) => {
-                    let _ = job.reply.send(Err(e));
+            Command::Replica(job) => {
+                let _ = starts
+                    .entry((job.partition.topic_id, job.partition.partition))
+                    .or_insert_with(|| (job.partition.clone(), job.partition.lock().next_offset));
+                match stage_replica(db, &mut write, &job, now_ms, &mut producers) {
+                    Ok((end_offset, size)) => replicas.push(StagedReplica {
+                        reply: job.reply,
+                        partition: job.partition,
+                        end_offset,
+                        size,
+                    }),
+                    Err(e) => {
+                        let _ = job.reply.send(Err(e));
+                    }
                 }
-            },
+            }
             Command::TruncateBack(mut job) => match stage_truncate_back(db, &mut write, &mut job) {
                 Ok(()) => truncated.push(job),
                 Err(e) => {
@@ -730,21 +732,16 @@ fn commit(
         }
         Err(e) => {
             error!(error = %e, "log write failed");
+            // Leaders resume numbering where the group began; followers
+            // refetch from there.
             for (partition, start) in starts.values() {
-                let mut state = partition.lock();
-                state.next_offset = *start;
-                state.aborted.retain(|a| a.last_offset < *start);
+                partition.lock().forget_unwritten(*start);
             }
             for s in &staged {
                 s.partition.lock().size_bytes -= s.size;
             }
             for r in &replicas {
-                // Resume where the durable log ends; the follower refetches.
-                let mut state = r.partition.lock();
-                state.size_bytes -= r.size;
-                state.next_offset = state.log_end_offset;
-                let end = state.log_end_offset;
-                state.aborted.retain(|a| a.last_offset < end);
+                r.partition.lock().size_bytes -= r.size;
             }
             producers.undo();
             fail_replicas(replicas, truncated);
