@@ -586,6 +586,16 @@ struct Staged {
     size: i64,
 }
 
+/// Each partition's next offset before a group, by partition.
+type GroupStarts = HashMap<(Uuid, i32), (Arc<PartitionLog>, i64)>;
+
+/// Remembers where `partition` stood before the group's first change to it.
+fn remember_start(starts: &mut GroupStarts, partition: &Arc<PartitionLog>) {
+    let _ = starts
+        .entry((partition.topic_id, partition.partition))
+        .or_insert_with(|| (partition.clone(), partition.lock().next_offset));
+}
+
 fn commit(
     db: &Db,
     group: Vec<Command>,
@@ -610,7 +620,7 @@ fn commit(
     // Each partition's next offset before this group: where to resume if
     // the write fails. Not the log end offset, which lags behind groups
     // already written and still waiting for their fsync.
-    let mut starts: HashMap<(Uuid, i32), (Arc<PartitionLog>, i64)> = HashMap::new();
+    let mut starts: GroupStarts = HashMap::new();
     let mut producers = TouchedProducers::default();
     let mut replicas = Vec::new();
     let mut truncated = Vec::new();
@@ -618,9 +628,7 @@ fn commit(
     for command in group {
         match command {
             Command::Replica(job) => {
-                let _ = starts
-                    .entry((job.partition.topic_id, job.partition.partition))
-                    .or_insert_with(|| (job.partition.clone(), job.partition.lock().next_offset));
+                remember_start(&mut starts, &job.partition);
                 match stage_replica(db, &mut write, &job, now_ms, &mut producers) {
                     Ok((end_offset, size)) => replicas.push(StagedReplica {
                         reply: job.reply,
@@ -640,9 +648,7 @@ fn commit(
                 }
             },
             Command::Append(job) => {
-                let _ = starts
-                    .entry((job.partition.topic_id, job.partition.partition))
-                    .or_insert_with(|| (job.partition.clone(), job.partition.lock().next_offset));
+                remember_start(&mut starts, &job.partition);
                 match stage_append(db, &mut write, &job, now_ms, &mut producers) {
                     Ok((result, size)) => {
                         let _ = touched
